@@ -1,0 +1,76 @@
+"""``scrapy demo``: crawl the bundled replica of the sources into ./phx-demo/.
+
+Built like ``scrapy bench``: the replica runs in a subprocess that prints its
+URLs on its first line; the crawl runs here; the replica is stopped after.
+Run it twice to see the second crawl download nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from scrapy.commands import ScrapyCommand
+
+from phx_scraper.extensions.manifest import RUNS_DIR, format_summary
+from phx_scraper.sandbox.process import Sandbox
+
+if TYPE_CHECKING:
+    import argparse
+
+DEMO_DIR = Path("phx-demo")
+# The replica answers at once: no need for the live sites' politeness here.
+DEMO_SETTINGS: dict[str, Any] = {
+    "IMAGES_STORE": str(DEMO_DIR / "store"),
+    "LOG_FILE": str(DEMO_DIR / "crawl.log"),
+    "LOG_FILE_APPEND": False,
+    "LOG_LEVEL": "INFO",
+    "DOWNLOAD_DELAY": 0,
+    "AUTOTHROTTLE_ENABLED": False,
+    "CONCURRENT_REQUESTS_PER_DOMAIN": 8,
+}
+
+
+class Command(ScrapyCommand):
+    requires_project = True
+    default_settings: ClassVar[dict[str, Any]] = DEMO_SETTINGS
+
+    def short_desc(self) -> str:
+        return "Crawl the bundled replica of the four sources into ./phx-demo/"
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.add_argument(
+            "--spider", default="zillow", help="spider to run against the replica (default: zillow)"
+        )
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        assert self.crawler_process and self.settings is not None
+        DEMO_DIR.mkdir(exist_ok=True)
+        addresses = DEMO_DIR / "addresses.csv"
+        demo_csv = resources.files("phx_scraper.sandbox") / "demo_addresses.csv"
+        addresses.write_bytes(demo_csv.read_bytes())
+        with Sandbox() as sandbox:
+            self.settings.setdict(sandbox.settings(), priority="command")
+            os.environ["PHX_MARICOPA_TOKEN"] = sandbox.token
+            crawler = self.crawler_process.create_crawler(opts.spider)
+            self.crawler_process.crawl(crawler, addresses=str(addresses))
+            self.crawler_process.start()
+        run_id = getattr(crawler.spider, "run_id", None)
+        store = Path(self.settings["IMAGES_STORE"])
+        summary_path = store / RUNS_DIR / f"{run_id}.json"
+        if not summary_path.exists():
+            print(f"The demo crawl did not finish; see {self.settings['LOG_FILE']}")
+            self.exitcode = 1
+            return
+        summary = json.loads(summary_path.read_text())
+        print(format_summary(summary))
+        print()
+        print(f"Store:     {store.resolve()}/")
+        print(f"Manifest:  {(store / 'manifest.json').resolve()}")
+        print(f"Run:       {summary_path.resolve()}")
+        print(f"Log:       {Path(self.settings['LOG_FILE']).resolve()}")
+        print(f"Addresses: {addresses.resolve()}")

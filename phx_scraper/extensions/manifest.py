@@ -1,0 +1,104 @@
+"""Writes the manifest and the run summary when the spider closes.
+
+Items reach this extension through ``item_scraped``, i.e. after the images
+pipeline stored their files, so the manifest never names a file that is not
+durable on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scrapy import Spider, signals
+
+from phx_scraper.items import PropertyImagesItem
+from phx_scraper.store import manifest as manifest_store
+from phx_scraper.store.files import atomic_write
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from typing_extensions import Self
+
+logger = logging.getLogger(__name__)
+
+RUNS_DIR = "runs"
+
+
+class ManifestWriter:
+    def __init__(self, root: Path, crawler: Crawler) -> None:
+        self.root = root
+        self.crawler = crawler
+        self.records: list[dict[str, Any]] = []
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        root = Path(crawler.settings["IMAGES_STORE"]).resolve()
+        ext = cls(root, crawler)
+        crawler.signals.connect(ext.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
+        return ext
+
+    def item_scraped(self, item: Any, spider: Spider) -> None:
+        if isinstance(item, PropertyImagesItem):
+            self.records.append(dataclasses.asdict(item))
+
+    def spider_closed(self, spider: Spider, reason: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        manifest_store.update(self.root, self.records)
+        summary = build_summary(spider, reason, self.records)
+        run_path = self.root / RUNS_DIR / f"{summary['run_id']}.json"
+        atomic_write(run_path, json.dumps(summary, indent=1, sort_keys=True).encode() + b"\n")
+        logger.info("%s", format_summary(summary), extra={"spider": spider})
+
+
+def build_summary(spider: Spider, reason: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    per_source: dict[str, Counter[str]] = {}
+    failures: Counter[str] = Counter()
+    for record in records:
+        counts = per_source.setdefault(record["source"], Counter())
+        counts[f"status_{record['status']}"] += 1
+        counts["photos_listed"] += len(record["photos"])
+        counts["photos_stored"] += len(record["images"])
+        counts["photos_downloaded"] += sum(i["status"] == "downloaded" for i in record["images"])
+        counts["photos_rejected"] += len(record["rejected"])
+        if record["status"] not in ("ok", "no_photos"):
+            failures[f"{record['source']}/{record['status']}:{record['reason']}"] += 1
+        for rejected in record["rejected"]:
+            failures[f"{record['source']}/image:{rejected['reason']}"] += 1
+    return {
+        "run_id": getattr(spider, "run_id", ""),
+        "spider": spider.name,
+        "finish_reason": reason,
+        "properties": len({r["property_hash"] for r in records}),
+        "sources": {name: dict(counts) for name, counts in sorted(per_source.items())},
+        "failures": dict(failures.most_common()),
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [
+        f"Run {summary['run_id']} ({summary['spider']}, {summary['finish_reason']}): "
+        f"{summary['properties']} properties",
+    ]
+    for name, counts in summary["sources"].items():
+        statuses = ", ".join(
+            f"{key.removeprefix('status_')} {value}"
+            for key, value in sorted(counts.items())
+            if key.startswith("status_")
+        )
+        lines.append(
+            f"  {name:<12} photos stored {counts.get('photos_stored', 0):>4} "
+            f"(downloaded {counts.get('photos_downloaded', 0)}, "
+            f"rejected {counts.get('photos_rejected', 0)}); properties: {statuses}"
+        )
+    if summary["failures"]:
+        lines.append("  failures by reason:")
+        lines += [f"    {count:>4}  {key}" for key, count in summary["failures"].items()]
+    else:
+        lines.append("  no failures")
+    return "\n".join(lines)

@@ -1,0 +1,205 @@
+"""ImagesPipeline that stores each photo once, under the MD5 of its stored bytes.
+
+Flow per photo URL:
+
+1. ``media_to_download`` (Scrapy's pre-download check, called without a
+   response): the URL index says whether this URL's bytes are already stored;
+   if so, nothing is downloaded.
+2. ``media_downloaded``: the body is validated and standardized in a worker
+   thread (``store.imaging``), written atomically under
+   ``full/<md5[:2]>/<md5>.<ext>``, and only then recorded in the URL index.
+3. ``item_completed``: the item gets its stored images and its rejected ones,
+   each with a reason; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from scrapy import Request, signals
+from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.pipelines.images import ImagesPipeline
+from twisted.python.failure import Failure
+
+from phx_scraper.items import PropertyImagesItem, RejectedImage, StoredImage
+from phx_scraper.store.files import store_content
+from phx_scraper.store.imaging import ImageRejected, ProcessedImage, Standard, process
+from phx_scraper.store.urlindex import IndexEntry, UrlIndex
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from scrapy.pipelines.files import FileInfo, FileInfoOrError
+    from scrapy.pipelines.media import MediaPipeline
+    from typing_extensions import Self
+
+logger = logging.getLogger(__name__)
+
+_FORMATS = ("jpeg", "png", "webp")
+
+
+class ContentAddressedImagesPipeline(ImagesPipeline):
+    def __init__(self, store_uri: str, *, crawler: Crawler) -> None:
+        super().__init__(store_uri, crawler=crawler)
+        if "://" in store_uri and not store_uri.startswith("file://"):
+            raise NotConfigured(f"IMAGES_STORE must be a local directory, got {store_uri!r}")
+        self.root = Path(store_uri.removeprefix("file://")).resolve()
+        settings = crawler.settings
+        image_format = settings.get("PHX_IMAGE_FORMAT", "jpeg").lower()
+        if image_format not in _FORMATS:
+            raise ValueError(f"PHX_IMAGE_FORMAT must be one of {', '.join(_FORMATS)}")
+        self.standard = Standard(
+            min_width=self.min_width,
+            min_height=self.min_height,
+            max_pixels=settings.getint("PHX_IMAGE_MAX_PIXELS", 60_000_000),
+            max_side=settings.getint("PHX_IMAGE_MAX_SIDE", 2048),
+            format=image_format,
+            quality=settings.getint("PHX_IMAGE_QUALITY", 90),
+        )
+        workers = settings.getint("PHX_IMAGE_WORKERS") or os.cpu_count() or 2
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="phx-image")
+        self.stats = crawler.stats
+        self.index: UrlIndex | None = None
+        crawler.signals.connect(self.close_index, signal=signals.spider_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        cls._update_stores(crawler.settings)
+        return cls(crawler.settings["IMAGES_STORE"], crawler=crawler)
+
+    def open_spider(self, spider: Any = None) -> None:
+        super().open_spider()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.index = UrlIndex(self.root)
+
+    def close_index(self) -> None:
+        self.executor.shutdown(wait=True)
+        if self.index is not None:
+            self.index.close()
+
+    # -- requests ---------------------------------------------------------
+
+    def get_media_requests(self, item: Any, info: MediaPipeline.SpiderInfo) -> list[Request]:
+        if not isinstance(item, PropertyImagesItem):
+            return []
+        return [
+            Request(
+                photo["url"],
+                meta={
+                    "allow_offsite": True,
+                    "phx_source": item.source,
+                    "phx_photo_id": photo["photo_id"],
+                },
+            )
+            for photo in item.photos
+        ]
+
+    def media_to_download(
+        self, request: Request, info: MediaPipeline.SpiderInfo, *, item: Any = None
+    ) -> FileInfo | None:
+        """The pre-download check: a URL whose bytes are stored is not fetched again."""
+        assert self.index is not None
+        if getattr(info.spider, "force", False):
+            return None
+        entry = self.index.get(request.url)
+        if entry is None or time.time() - entry.fetched_at > self.expires * 86400:
+            return None
+        if not (self.root / entry.path).exists():
+            return None  # a ghost: fetch again
+        self.stats.inc_value("phx/image/uptodate")
+        return cast("FileInfo", self._file_info(request, entry, "uptodate"))
+
+    # -- download results -------------------------------------------------
+
+    async def media_downloaded(
+        self,
+        response: Response,
+        request: Request,
+        info: MediaPipeline.SpiderInfo,
+        *,
+        item: Any = None,
+    ) -> FileInfo:
+        if response.status != 200:
+            raise ImageRejected(f"http_{response.status}")
+        loop = asyncio.get_running_loop()
+        processed, md5, path, written = await loop.run_in_executor(
+            self.executor, self._process_and_store, response.body
+        )
+        self.stats.inc_value("phx/image/stored" if written else "phx/image/deduplicated")
+        entry = IndexEntry(
+            url=request.url,
+            source_md5=processed.source_md5,
+            md5=md5,
+            path=path,
+            width=processed.width,
+            height=processed.height,
+            bytes=len(processed.data),
+            fetched_at=time.time(),
+        )
+        # Only now, with the file durable, does the index learn about it.
+        assert self.index is not None
+        self.index.put(entry)
+        return cast("FileInfo", self._file_info(request, entry, "downloaded"))
+
+    def _process_and_store(self, body: bytes) -> tuple[ProcessedImage, str, str, bool]:
+        processed = process(body, self.standard)
+        md5, path, written = store_content(self.root, processed.data, processed.ext)
+        return processed, md5, path, written
+
+    def media_failed(
+        self, failure: Failure, request: Request, info: MediaPipeline.SpiderInfo
+    ) -> Any:
+        if isinstance(failure.value, ImageRejected):
+            raise failure.value
+        if isinstance(failure.value, IgnoreRequest):
+            raise ImageRejected("filtered", str(failure.value)) from failure.value
+        raise ImageRejected("download_error", failure.getErrorMessage()) from failure.value
+
+    @staticmethod
+    def _file_info(request: Request, entry: IndexEntry, status: str) -> StoredImage:
+        return {
+            "url": request.url,
+            "photo_id": request.meta.get("phx_photo_id", ""),
+            "md5": entry.md5,
+            "path": entry.path,
+            "source_md5": entry.source_md5,
+            "width": entry.width,
+            "height": entry.height,
+            "bytes": entry.bytes,
+            "status": status,
+        }
+
+    # -- item -------------------------------------------------------------
+
+    def item_completed(
+        self, results: list[FileInfoOrError], item: Any, info: MediaPipeline.SpiderInfo
+    ) -> Any:
+        if not isinstance(item, PropertyImagesItem):
+            return item
+        for photo, (ok, value) in zip(item.photos, results, strict=True):
+            if ok:
+                item.images.append(cast("StoredImage", value))
+                continue
+            assert isinstance(value, Failure)
+            reason = value.value.reason if isinstance(value.value, ImageRejected) else "error"
+            rejected: RejectedImage = {
+                "url": photo["url"],
+                "photo_id": photo["photo_id"],
+                "reason": reason,
+            }
+            item.rejected.append(rejected)
+            self.stats.inc_value(f"phx/image/rejected/{reason}")
+            logger.warning(
+                "Rejected %s photo %s of %s: %s",
+                item.source,
+                photo["photo_id"],
+                item.canonical_address,
+                value.getErrorMessage(),
+            )
+        return item

@@ -1,0 +1,148 @@
+"""The shared base of every source spider: addresses in, one item per property and source out.
+
+A source module (``zillow.py``...) defines a spider class with ``source`` and
+a ``<source>_start(address)`` hook that yields the first request for one
+property; its callbacks are named after the source so that ``all`` can
+inherit every source at once. Everything else — address input, run ids,
+outcome items, errbacks, browser requests — lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import scrapy
+from scrapy.http import Response
+from scrapy.spidermiddlewares.httperror import HttpError
+
+from phx_scraper.addresses import Address, load_from_args
+from phx_scraper.browser import browser_settings, browser_sources
+from phx_scraper.items import Photo, PropertyImagesItem
+
+if TYPE_CHECKING:
+    from scrapy.settings import BaseSettings
+    from twisted.python.failure import Failure
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("zillow", "redfin", "maricopa", "phoenix_mls")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def parse_flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value or "").strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"-a {name}={value!r}: expected 1/0, true/false or yes/no")
+
+
+class PropertySpider(scrapy.Spider):
+    """Base of the source spiders. Arguments: ``addresses`` (CSV path) or ``address``."""
+
+    #: The sources this spider crawls (one for a source spider, four for ``all``).
+    sources: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        *args: Any,
+        addresses: str | None = None,
+        address: str | None = None,
+        force: str | None = None,
+        run_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        batch = load_from_args(addresses=addresses, address=address)
+        for warning in batch.warnings:
+            logger.warning("%s", warning)
+        self.targets: dict[str, Address] = {a.property_hash: a for a in batch.addresses}
+        self.force = parse_flag("force", force)
+        self.run_id = run_id or secrets.token_hex(4)
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        super().update_settings(settings)
+        if browser_sources(settings) & set(cls.sources):
+            settings.setdict(browser_settings(settings), priority="spider")
+
+    async def start(self) -> AsyncIterator[Any]:
+        logger.info(
+            "Run %s: %d properties on %s", self.run_id, len(self.targets), ", ".join(self.sources)
+        )
+        for address in self.targets.values():
+            for source in self.sources:
+                for request in getattr(self, f"{source}_start")(address):
+                    yield request
+
+    # -- helpers for source modules ---------------------------------------
+
+    def setting(self, name: str) -> str:
+        value = self.settings.get(name)
+        if not value:
+            raise ValueError(f"setting {name} is empty")
+        return str(value).rstrip("/")
+
+    def uses_browser(self, source: str) -> bool:
+        return source in browser_sources(self.settings)
+
+    def request(
+        self, url: str, source: str, address: Address, callback: Any, **meta: Any
+    ) -> scrapy.Request:
+        """A page or API request on behalf of one property and source."""
+        return scrapy.Request(
+            url,
+            callback=callback,
+            errback=self.request_failed,
+            meta={"phx": {"source": source, "property_hash": address.property_hash}, **meta},
+        )
+
+    def target(self, response: Response) -> tuple[str, Address]:
+        phx = response.meta["phx"]
+        return phx["source"], self.targets[phx["property_hash"]]
+
+    def outcome(
+        self,
+        source: str,
+        address: Address,
+        status: str,
+        *,
+        photos: Iterable[Photo] = (),
+        **fields: Any,
+    ) -> PropertyImagesItem:
+        """The one item per property and source that says how it went."""
+        photos = list(photos)
+        if status == "ok" and not photos:
+            status = "no_photos"
+        return PropertyImagesItem(
+            run_id=self.run_id,
+            source=source,
+            property_hash=address.property_hash,
+            address=address.raw,
+            canonical_address=address.canonical,
+            status=status,
+            photos=photos,
+            **fields,
+        )
+
+    def request_failed(self, failure: Failure) -> Iterable[PropertyImagesItem]:
+        request = failure.request  # type: ignore[attr-defined]
+        phx = request.meta["phx"]
+        address = self.targets[phx["property_hash"]]
+        if failure.check(HttpError):
+            response = failure.value.response
+            reason = f"http_{response.status}"
+        else:
+            reason = type(failure.value).__name__
+        logger.warning(
+            "%s: %s failed for %s: %s", phx["source"], request.url, address.canonical, reason
+        )
+        yield self.outcome(phx["source"], address, "failed", reason=reason)

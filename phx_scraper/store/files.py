@@ -1,0 +1,74 @@
+"""Content-addressed files: names derived from MD5 digests, atomic durable writes.
+
+Plain Python (no Scrapy): the store can be checked and repaired by tools that
+never start a crawl. Layout under the store root::
+
+    full/<md5[:2]>/<md5>.<ext>      the stored image; md5 = MD5 of this file's bytes
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+
+#: Prefix of every temporary file, so reconciliation can tell them from orphans.
+TEMP_PREFIX = ".tmp-"
+
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
+
+
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def content_path(md5: str, ext: str) -> str:
+    """Relative path of a stored image: ``full/ab/ab…ef.jpg``."""
+    return f"full/{md5[:2]}/{md5}.{ext}"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one.
+
+    Temp file in the same directory, fsync, rename, fsync of the directory.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def store_content(root: Path, data: bytes, ext: str) -> tuple[str, str, bool]:
+    """Store ``data`` under its MD5 name unless it is already there.
+
+    Returns ``(md5, relative path, written)``. An existing file is never
+    rewritten; its mtime is refreshed so cleanup's grace period counts from
+    the last time a crawl wanted it.
+    """
+    md5 = md5_hex(data)
+    rel = content_path(md5, ext)
+    path = root / rel
+    if path.exists():
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        return md5, rel, False
+    atomic_write(path, data)
+    return md5, rel, True

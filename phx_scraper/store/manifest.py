@@ -1,0 +1,170 @@
+"""The manifest: ``<store>/manifest.json``, what downstream tools read.
+
+Shape (schema_version 1)::
+
+    {"schema_version": 1, "updated_at": "...Z",
+     "properties": {"<property_hash>": {
+         "property_hash", "address", "canonical_address",
+         "sources": {"<source>": {"status", "reason", "id", "ids", "run_id", "time",
+                                 "photos_expected", "photos_stored", "facts"}},
+         "images": [{"md5", "path", "source_md5", "width", "height", "bytes",
+                     "origins": [{"source", "url", "photo_id", "position", "caption",
+                                  "listing_id", "first_seen_run", "last_seen_run"}],
+                     "first_seen_run", "last_seen_run"}],
+         "rejected": [{"source", "url", "photo_id", "reason", "run_id"}]}}}
+
+Writes are read-merge-write of what is on disk, under the manifest lock,
+atomically (``store.files.atomic_write``), so an entry written by an earlier
+or concurrent crawl is never lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from phx_scraper.store.files import atomic_write
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+LOCK_PATH = "locks/manifest.lock"
+
+Manifest = dict[str, Any]
+
+
+class ManifestError(Exception):
+    """The manifest on disk cannot be used (the message says where and why)."""
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def empty() -> Manifest:
+    return {"schema_version": SCHEMA_VERSION, "updated_at": utc_now(), "properties": {}}
+
+
+def load(root: Path) -> Manifest:
+    path = root / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return empty()
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}: not valid JSON ({exc}); nothing was changed") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("properties"), dict):
+        raise ManifestError(f"{path}: no 'properties' object; nothing was changed")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ManifestError(
+            f"{path}: schema_version {version!r}, this phx_scraper reads {SCHEMA_VERSION}"
+        )
+    return manifest
+
+
+def save(root: Path, manifest: Manifest) -> None:
+    manifest["updated_at"] = utc_now()
+    data = json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False).encode()
+    atomic_write(root / MANIFEST_NAME, data + b"\n")
+
+
+def lock(root: Path, timeout: float = 120) -> FileLock:
+    path = root / LOCK_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path, timeout=timeout)
+
+
+def update(root: Path, records: Iterable[dict[str, Any]]) -> Manifest:
+    """Merge crawl records into the manifest on disk and write it back."""
+    with lock(root):
+        manifest = load(root)
+        for record in records:
+            merge_record(manifest, record)
+        save(root, manifest)
+    return manifest
+
+
+def merge_record(manifest: Manifest, record: dict[str, Any]) -> None:
+    """Merge one property/source record (a ``PropertyImagesItem`` as a dict)."""
+    run_id = record["run_id"]
+    source = record["source"]
+    prop = manifest["properties"].setdefault(
+        record["property_hash"],
+        {
+            "property_hash": record["property_hash"],
+            "address": record["address"],
+            "canonical_address": record["canonical_address"],
+            "sources": {},
+            "images": [],
+            "rejected": [],
+        },
+    )
+    prop["sources"][source] = {
+        "status": record["status"],
+        "reason": record.get("reason"),
+        "id": record.get("source_id"),
+        "ids": record.get("ids") or {},
+        "run_id": run_id,
+        "time": utc_now(),
+        "photos_expected": record.get("photo_count"),
+        "photos_listed": len(record.get("photos") or ()),
+        "photos_stored": len(record.get("images") or ()),
+        "facts": record.get("facts") or {},
+    }
+    photos = {p["url"]: p for p in record.get("photos") or ()}
+    images = {image["md5"]: image for image in prop["images"]}
+    for stored in record.get("images") or ():
+        image = images.get(stored["md5"])
+        if image is None:
+            image = {
+                "md5": stored["md5"],
+                "path": stored["path"],
+                "source_md5": stored["source_md5"],
+                "width": stored["width"],
+                "height": stored["height"],
+                "bytes": stored["bytes"],
+                "origins": [],
+                "first_seen_run": run_id,
+            }
+            images[stored["md5"]] = image
+            prop["images"].append(image)
+        image["last_seen_run"] = run_id
+        _merge_origin(image, source, photos.get(stored["url"]), stored, run_id)
+    prop["rejected"] = [r for r in prop["rejected"] if r["source"] != source] + [
+        {**rejected, "source": source, "run_id": run_id} for rejected in record.get("rejected") or ()
+    ]
+
+
+def _merge_origin(
+    image: dict[str, Any],
+    source: str,
+    photo: dict[str, Any] | None,
+    stored: dict[str, Any],
+    run_id: str,
+) -> None:
+    photo = photo or {}
+    for origin in image["origins"]:
+        if origin["source"] == source and origin["url"] == stored["url"]:
+            origin["last_seen_run"] = run_id
+            origin["position"] = photo.get("position", origin.get("position"))
+            origin["caption"] = photo.get("caption", origin.get("caption", ""))
+            return
+    image["origins"].append(
+        {
+            "source": source,
+            "url": stored["url"],
+            "photo_id": stored["photo_id"],
+            "position": photo.get("position"),
+            "caption": photo.get("caption", ""),
+            "listing_id": photo.get("listing_id"),
+            "first_seen_run": run_id,
+            "last_seen_run": run_id,
+        }
+    )

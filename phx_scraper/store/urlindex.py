@@ -1,0 +1,89 @@
+"""URL index: which stored file a URL's bytes became, so nothing is fetched twice.
+
+An SQLite database in WAL mode under the store (``index/urls.sqlite``): each
+row is committed on its own, so a kill -9 loses at most the row being written,
+and a row is only written after its file is durable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS urls (
+    url TEXT PRIMARY KEY,
+    source_md5 TEXT NOT NULL,
+    md5 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    fetched_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS urls_source_md5 ON urls (source_md5);
+"""
+
+INDEX_PATH = "index/urls.sqlite"
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    url: str
+    source_md5: str
+    md5: str
+    path: str
+    width: int
+    height: int
+    bytes: int
+    fetched_at: float
+
+
+class UrlIndex:
+    def __init__(self, root: Path) -> None:
+        path = root / INDEX_PATH
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Used from the reactor thread and the image worker threads; sqlite3
+        # serializes access itself, writes are tiny.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(_SCHEMA)
+
+    def get(self, url: str) -> IndexEntry | None:
+        row = self._db.execute(
+            "SELECT url, source_md5, md5, path, width, height, bytes, fetched_at"
+            " FROM urls WHERE url = ?",
+            (url,),
+        ).fetchone()
+        return IndexEntry(*row) if row else None
+
+    def put(self, entry: IndexEntry) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO urls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.url,
+                entry.source_md5,
+                entry.md5,
+                entry.path,
+                entry.width,
+                entry.height,
+                entry.bytes,
+                entry.fetched_at or time.time(),
+            ),
+        )
+
+    def find_source_md5(self, source_md5: str) -> IndexEntry | None:
+        """Any entry whose downloaded bytes had this MD5 (the same bytes at another URL)."""
+        row = self._db.execute(
+            "SELECT url, source_md5, md5, path, width, height, bytes, fetched_at"
+            " FROM urls WHERE source_md5 = ? LIMIT 1",
+            (source_md5,),
+        ).fetchone()
+        return IndexEntry(*row) if row else None
+
+    def close(self) -> None:
+        self._db.close()
