@@ -19,9 +19,7 @@ PHX_ZILLOW_BASE_URL = "https://www.zillow.com"
 PHX_ZILLOW_AUTOCOMPLETE_URL = "https://www.zillowstatic.com/autocomplete/v3/suggestions"
 PHX_REDFIN_BASE_URL = "https://www.redfin.com"
 PHX_MARICOPA_API_URL = "https://mcassessor.maricopa.gov"
-PHX_MARICOPA_GIS_URL = (
-    "https://gis.mcassessor.maricopa.gov/arcgis/rest/services/MaricopaDynamicQueryService/MapServer/3"
-)
+PHX_MARICOPA_GIS_URL = "https://gis.mcassessor.maricopa.gov/arcgis/rest/services/MaricopaDynamicQueryService/MapServer/3"
 PHX_MARICOPA_AERIAL_URL = (
     "https://gis.mcassessor.maricopa.gov/arcgis/rest/services/Aerials/MapServer"
 )

@@ -21,8 +21,9 @@ from phx_scraper.store import manifest as manifest_store
 from phx_scraper.store.files import atomic_write
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from scrapy.crawler import Crawler
-    from typing_extensions import Self
 
 logger = logging.getLogger(__name__)
 

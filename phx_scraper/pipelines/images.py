@@ -21,23 +21,27 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 from scrapy import Request, signals
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.pipelines.images import ImagesPipeline
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from phx_scraper.items import PropertyImagesItem, RejectedImage, StoredImage
+from phx_scraper.sources import image_hosts
 from phx_scraper.store.files import store_content
 from phx_scraper.store.imaging import ImageRejected, ProcessedImage, Standard, process
 from phx_scraper.store.urlindex import IndexEntry, UrlIndex
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from scrapy.crawler import Crawler
     from scrapy.http import Response
     from scrapy.pipelines.files import FileInfo, FileInfoOrError
     from scrapy.pipelines.media import MediaPipeline
-    from typing_extensions import Self
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +69,8 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         workers = settings.getint("PHX_IMAGE_WORKERS") or os.cpu_count() or 2
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="phx-image")
         self.stats = crawler.stats
+        self.settings = settings
+        self._hosts: dict[str, frozenset[str]] = {}
         self.index: UrlIndex | None = None
         crawler.signals.connect(self.close_index, signal=signals.spider_closed)
 
@@ -85,6 +91,27 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
 
     # -- requests ---------------------------------------------------------
 
+    async def process_item(self, item: Any, spider: Any = None) -> Any:
+        if isinstance(item, PropertyImagesItem):
+            self._reject_untrusted_urls(item)
+        return await super().process_item(item)
+
+    def _reject_untrusted_urls(self, item: PropertyImagesItem) -> None:
+        """Only http(s) photos from the source's CDNs or configured hosts are fetched."""
+        allowed = self._hosts.setdefault(item.source, image_hosts(item.source, self.settings))
+        kept = []
+        for photo in item.photos:
+            parts = urlsplit(photo["url"])
+            if parts.scheme in ("http", "https") and parts.netloc in allowed:
+                kept.append(photo)
+                continue
+            item.rejected.append(
+                {"url": photo["url"], "photo_id": photo["photo_id"], "reason": "host_not_allowed"}
+            )
+            self.stats.inc_value("phx/image/rejected/host_not_allowed")
+            logger.warning("Not fetching %s photo from untrusted URL %s", item.source, photo["url"])
+        item.photos = kept
+
     def get_media_requests(self, item: Any, info: MediaPipeline.SpiderInfo) -> list[Request]:
         if not isinstance(item, PropertyImagesItem):
             return []
@@ -102,7 +129,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
 
     def media_to_download(
         self, request: Request, info: MediaPipeline.SpiderInfo, *, item: Any = None
-    ) -> FileInfo | None:
+    ) -> Deferred[FileInfo | None] | None:
         """The pre-download check: a URL whose bytes are stored is not fetched again."""
         assert self.index is not None
         if getattr(info.spider, "force", False):
@@ -113,7 +140,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         if not (self.root / entry.path).exists():
             return None  # a ghost: fetch again
         self.stats.inc_value("phx/image/uptodate")
-        return cast("FileInfo", self._file_info(request, entry, "uptodate"))
+        return succeed(cast("FileInfo", self._file_info(request, entry, "uptodate")))
 
     # -- download results -------------------------------------------------
 

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("zillow", "redfin", "maricopa", "phoenix_mls")
-
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -137,9 +135,8 @@ class PropertySpider(scrapy.Spider):
         request = failure.request  # type: ignore[attr-defined]
         phx = request.meta["phx"]
         address = self.targets[phx["property_hash"]]
-        if failure.check(HttpError):
-            response = failure.value.response
-            reason = f"http_{response.status}"
+        if isinstance(failure.value, HttpError):
+            reason = f"http_{failure.value.response.status}"
         else:
             reason = type(failure.value).__name__
         logger.warning(

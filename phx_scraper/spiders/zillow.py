@@ -160,9 +160,7 @@ class ZillowSpider(PropertySpider):
         url = f"{self.setting('PHX_ZILLOW_AUTOCOMPLETE_URL')}?{query}"
         yield self.request(url, SOURCE, address, self.zillow_autocomplete)
 
-    def zillow_page(
-        self, url: str, address: Address, zpid: str | None = None
-    ) -> scrapy.Request:
+    def zillow_page(self, url: str, address: Address, zpid: str | None = None) -> scrapy.Request:
         meta: dict[str, Any] = {"zpid": zpid}
         if self.uses_browser(SOURCE):
             meta["playwright"] = True

@@ -169,4 +169,3 @@ def strip_jpeg_metadata(body: bytes) -> bytes:
         pos = segment_end
     out += body[pos:]
     return bytes(out)
-

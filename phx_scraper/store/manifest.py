@@ -138,7 +138,8 @@ def merge_record(manifest: Manifest, record: dict[str, Any]) -> None:
         image["last_seen_run"] = run_id
         _merge_origin(image, source, photos.get(stored["url"]), stored, run_id)
     prop["rejected"] = [r for r in prop["rejected"] if r["source"] != source] + [
-        {**rejected, "source": source, "run_id": run_id} for rejected in record.get("rejected") or ()
+        {**rejected, "source": source, "run_id": run_id}
+        for rejected in record.get("rejected") or ()
     ]
 
 
