@@ -61,6 +61,10 @@ IMAGES_MIN_HEIGHT = 200
 ITEM_PIPELINES = {
     "phx_scraper.pipelines.images.ContentAddressedImagesPipeline": 300,
 }
+DOWNLOADER_MIDDLEWARES = {
+    # Next to the downloader, so the token is off the request before retries copy it.
+    "phx_scraper.middlewares.secrets.MaricopaTokenMiddleware": 890,
+}
 EXTENSIONS = {
     "phx_scraper.extensions.manifest.ManifestWriter": 500,
 }

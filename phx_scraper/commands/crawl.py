@@ -13,6 +13,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 
 from phx_scraper.addresses import AddressInputError, load_from_args
 from phx_scraper.browser import BrowserNotFound
+from phx_scraper.sources import parse_sources
 from phx_scraper.spiders.base import parse_flag
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ class Command(ScrapyCrawlCommand):
         try:
             load_from_args(spargs.get("addresses"), spargs.get("address"))
             parse_flag("force", spargs.get("force"))
+            if "sources" in spargs:
+                parse_sources(spargs["sources"])
             super().run(args, opts)
         except (AddressInputError, ValueError, BrowserNotFound) as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import scrapy
 from scrapy.http import Response
@@ -47,7 +47,7 @@ class PropertySpider(scrapy.Spider):
     """Base of the source spiders. Arguments: ``addresses`` (CSV path) or ``address``."""
 
     #: The sources this spider crawls (one for a source spider, four for ``all``).
-    sources: ClassVar[tuple[str, ...]] = ()
+    sources: tuple[str, ...] = ()
 
     def __init__(
         self,

@@ -153,7 +153,7 @@ class ZillowSpider(PropertySpider):
     """Zillow (zillow.com): every listing photo at its widest variant, by zpid."""
 
     name = "zillow"
-    sources = (SOURCE,)
+    sources: tuple[str, ...] = (SOURCE,)
 
     def zillow_start(self, address: Address) -> Iterable[scrapy.Request]:
         query = urlencode({"q": address.canonical, "resultTypes": "allhomes", "resultCount": 6})
