@@ -57,10 +57,8 @@ def string_constants(tree: ast.AST) -> Iterator[str]:
         and isinstance(node.body[0], ast.Expr)
         and isinstance(node.body[0].value, ast.Constant)
     }
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if id(node) not in docstrings:  # noqa: SIM102 (mypy narrows on the first if)
-                yield node.value
+    constants = [node for node in ast.walk(tree) if isinstance(node, ast.Constant)]
+    yield from (c.value for c in constants if isinstance(c.value, str) and id(c) not in docstrings)
 
 
 @pytest.mark.parametrize("name", NAMES)
