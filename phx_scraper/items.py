@@ -30,6 +30,9 @@ class StoredImage(TypedDict):
     width: int
     height: int
     bytes: int
+    phash: str
+    dhash: str
+    thumbs: dict[str, str]  # size -> relative path
     status: str  # downloaded | uptodate
 
 

@@ -58,6 +58,17 @@ IMAGES_EXPIRES = 90
 IMAGES_MIN_WIDTH = 200
 IMAGES_MIN_HEIGHT = 200
 
+# Standardization of stored images (see README "The store").
+PHX_IMAGE_MAX_SIDE = 2048
+PHX_IMAGE_FORMAT = "jpeg"
+PHX_IMAGE_QUALITY = 90
+PHX_IMAGE_MAX_PIXELS = 60_000_000
+PHX_IMAGE_WORKERS = 0  # 0 = one per core
+PHX_THUMB_SIZES = [256]
+# Near-duplicate groups: Hamming distance limits of the 64-bit pHash and dHash.
+PHX_NEAR_DUP_PHASH = 10
+PHX_NEAR_DUP_DHASH = 12
+
 ITEM_PIPELINES = {
     "phx_scraper.pipelines.images.ContentAddressedImagesPipeline": 300,
 }

@@ -95,7 +95,9 @@ def test_rotated_large_png_is_reencoded_upright_and_capped() -> None:
 
 def test_url_index_round_trip(tmp_path: Path) -> None:
     index = UrlIndex(tmp_path)
-    entry = IndexEntry("http://x/a.jpg", "s" * 32, "m" * 32, "full/mm/m.jpg", 10, 20, 30, 1.0)
+    entry = IndexEntry(
+        "http://x/a.jpg", "s" * 32, "m" * 32, "full/mm/m.jpg", 10, 20, 30, "p", "d", 1.0
+    )
     index.put(entry)
     assert index.get("http://x/a.jpg") == entry
     assert index.get("http://x/b.jpg") is None
@@ -132,6 +134,9 @@ def record(source: str, run_id: str, md5s: list[str], **extra: object) -> dict[s
                 "width": 1,
                 "height": 1,
                 "bytes": 1,
+                "phash": "0" * 16,
+                "dhash": "0" * 16,
+                "thumbs": {},
                 "status": "downloaded",
             }
             for m in md5s

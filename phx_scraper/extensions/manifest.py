@@ -19,6 +19,7 @@ from scrapy import Spider, signals
 from phx_scraper.items import PropertyImagesItem
 from phx_scraper.store import manifest as manifest_store
 from phx_scraper.store.files import atomic_write
+from phx_scraper.store.neardup import Thresholds
 
 if TYPE_CHECKING:
     from typing import Self
@@ -31,15 +32,20 @@ RUNS_DIR = "runs"
 
 
 class ManifestWriter:
-    def __init__(self, root: Path, crawler: Crawler) -> None:
+    def __init__(self, root: Path, crawler: Crawler, thresholds: Thresholds) -> None:
         self.root = root
+        self.thresholds = thresholds
         self.crawler = crawler
         self.records: list[dict[str, Any]] = []
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         root = Path(crawler.settings["IMAGES_STORE"]).resolve()
-        ext = cls(root, crawler)
+        thresholds = Thresholds(
+            phash=crawler.settings.getint("PHX_NEAR_DUP_PHASH", Thresholds.phash),
+            dhash=crawler.settings.getint("PHX_NEAR_DUP_DHASH", Thresholds.dhash),
+        )
+        ext = cls(root, crawler, thresholds)
         crawler.signals.connect(ext.item_scraped, signal=signals.item_scraped)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         return ext
@@ -50,7 +56,7 @@ class ManifestWriter:
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        manifest_store.update(self.root, self.records)
+        manifest_store.update(self.root, self.records, self.thresholds)
         summary = build_summary(spider, reason, self.records)
         run_path = self.root / RUNS_DIR / f"{summary['run_id']}.json"
         atomic_write(run_path, json.dumps(summary, indent=1, sort_keys=True).encode() + b"\n")

@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 
 from phx_scraper.items import PropertyImagesItem, RejectedImage, StoredImage
 from phx_scraper.sources import image_hosts
-from phx_scraper.store.files import store_content
+from phx_scraper.store.files import atomic_write, store_content, thumb_path
 from phx_scraper.store.imaging import ImageRejected, ProcessedImage, Standard, process
 from phx_scraper.store.urlindex import IndexEntry, UrlIndex
 
@@ -65,6 +65,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
             max_side=settings.getint("PHX_IMAGE_MAX_SIDE", 2048),
             format=image_format,
             quality=settings.getint("PHX_IMAGE_QUALITY", 90),
+            thumb_sizes=tuple(int(size) for size in settings.getlist("PHX_THUMB_SIZES", [256])),
         )
         workers = settings.getint("PHX_IMAGE_WORKERS") or os.cpu_count() or 2
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="phx-image")
@@ -167,6 +168,8 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
             width=processed.width,
             height=processed.height,
             bytes=len(processed.data),
+            phash=processed.phash,
+            dhash=processed.dhash,
             fetched_at=time.time(),
         )
         # Only now, with the file durable, does the index learn about it.
@@ -177,6 +180,10 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
     def _process_and_store(self, body: bytes) -> tuple[ProcessedImage, str, str, bool]:
         processed = process(body, self.standard)
         md5, path, written = store_content(self.root, processed.data, processed.ext)
+        for size, thumb in processed.thumbs.items():
+            target = self.root / thumb_path(md5, size)
+            if written or not target.exists():
+                atomic_write(target, thumb)
         return processed, md5, path, written
 
     def media_failed(
@@ -188,8 +195,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
             raise ImageRejected("filtered", str(failure.value)) from failure.value
         raise ImageRejected("download_error", failure.getErrorMessage()) from failure.value
 
-    @staticmethod
-    def _file_info(request: Request, entry: IndexEntry, status: str) -> StoredImage:
+    def _file_info(self, request: Request, entry: IndexEntry, status: str) -> StoredImage:
         return {
             "url": request.url,
             "photo_id": request.meta.get("phx_photo_id", ""),
@@ -199,6 +205,9 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
             "width": entry.width,
             "height": entry.height,
             "bytes": entry.bytes,
+            "phash": entry.phash,
+            "dhash": entry.dhash,
+            "thumbs": {str(s): thumb_path(entry.md5, s) for s in self.standard.thumb_sizes},
             "status": status,
         }
 

@@ -4,6 +4,7 @@ Plain Python (no Scrapy): the store can be checked and repaired by tools that
 never start a crawl. Layout under the store root::
 
     full/<md5[:2]>/<md5>.<ext>      the stored image; md5 = MD5 of this file's bytes
+    thumbs/<size>/<md5>.jpg         its thumbnails (longest side = size)
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ def md5_hex(data: bytes) -> str:
 def content_path(md5: str, ext: str) -> str:
     """Relative path of a stored image: ``full/ab/ab…ef.jpg``."""
     return f"full/{md5[:2]}/{md5}.{ext}"
+
+
+def thumb_path(md5: str, size: int) -> str:
+    """Relative path of a thumbnail: ``thumbs/256/ab…ef.jpg``."""
+    return f"thumbs/{size}/{md5}.jpg"
 
 
 def fsync_dir(path: Path) -> None:

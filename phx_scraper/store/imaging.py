@@ -1,6 +1,8 @@
 """Validate and standardize one downloaded image (runs in a worker thread).
 
-One decode serves every check. Rejections carry a short reason that ends up
+One decode serves every check, the thumbnails and the perceptual hashes
+(computed on the largest thumbnail: the same hash, a fraction of the work).
+Rejections carry a short reason that ends up
 in the manifest and in the stats (``phx/image/rejected/<reason>``).
 """
 
@@ -10,6 +12,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import imagehash
 from PIL import Image, ImageOps
 
 from phx_scraper.store.files import EXTENSIONS, md5_hex
@@ -43,6 +46,7 @@ class Standard:
     max_side: int = 2048
     format: str = "jpeg"
     quality: int = 90
+    thumb_sizes: tuple[int, ...] = (256,)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,10 @@ class ProcessedImage:
     width: int
     height: int
     source_md5: str
+    phash: str
+    dhash: str
+    #: Thumbnail JPEG bytes per size (longest side in pixels).
+    thumbs: dict[int, bytes]
 
 
 def sniff(body: bytes) -> str | None:
@@ -76,8 +84,20 @@ def process(body: bytes, standard: Standard) -> ProcessedImage:
         raise ImageRejected("too_small", f"{width}x{height}")
     source_md5 = md5_hex(body)
     if fmt == "JPEG" and _keeps_losslessly(image, standard):
-        return ProcessedImage(strip_jpeg_metadata(body), "jpg", width, height, source_md5)
-    return _reencode(image, standard, source_md5)
+        data, ext = strip_jpeg_metadata(body), "jpg"
+    else:
+        image, data, ext = _reencode(image, standard)
+    thumbs, small = _thumbnails(image, standard.thumb_sizes)
+    return ProcessedImage(
+        data=data,
+        ext=ext,
+        width=image.width,
+        height=image.height,
+        source_md5=source_md5,
+        phash=str(imagehash.phash(small)),
+        dhash=str(imagehash.dhash(small)),
+        thumbs=thumbs,
+    )
 
 
 def _open(body: bytes, standard: Standard) -> Image.Image:
@@ -113,7 +133,7 @@ def _keeps_losslessly(image: Image.Image, standard: Standard) -> bool:
     )
 
 
-def _reencode(image: Image.Image, standard: Standard, source_md5: str) -> ProcessedImage:
+def _reencode(image: Image.Image, standard: Standard) -> tuple[Image.Image, bytes, str]:
     image = ImageOps.exif_transpose(image)
     if getattr(image, "n_frames", 1) > 1:
         image.seek(0)
@@ -126,8 +146,24 @@ def _reencode(image: Image.Image, standard: Standard, source_md5: str) -> Proces
     if save_format in ("JPEG", "WEBP"):
         options["quality"] = standard.quality
     image.save(buf, save_format, **options)
-    width, height = image.size
-    return ProcessedImage(buf.getvalue(), EXTENSIONS[save_format], width, height, source_md5)
+    return image, buf.getvalue(), EXTENSIONS[save_format]
+
+
+def _thumbnails(image: Image.Image, sizes: tuple[int, ...]) -> tuple[dict[int, bytes], Image.Image]:
+    """Thumbnail JPEGs, and the largest thumbnail as a small image to hash."""
+    thumbs: dict[int, bytes] = {}
+    source = _to_rgb(image)
+    largest: Image.Image | None = None
+    for size in sorted(sizes, reverse=True):
+        thumb = source.copy()
+        # reducing_gap: a fast integer reduce() first, then a short resample.
+        thumb.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        buf = io.BytesIO()
+        thumb.save(buf, "JPEG", quality=80)
+        thumbs[size] = buf.getvalue()
+        largest = largest or thumb
+        source = thumb  # the next, smaller size starts from this one
+    return thumbs, largest or source
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

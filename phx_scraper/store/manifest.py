@@ -7,7 +7,8 @@ Shape (schema_version 1)::
          "property_hash", "address", "canonical_address",
          "sources": {"<source>": {"status", "reason", "id", "ids", "run_id", "time",
                                  "photos_expected", "photos_stored", "facts"}},
-         "images": [{"md5", "path", "source_md5", "width", "height", "bytes",
+         "images": [{"md5", "path", "thumbs", "source_md5", "width", "height", "bytes",
+                     "phash", "dhash", "group", "best",
                      "origins": [{"source", "url", "photo_id", "position", "caption",
                                   "listing_id", "first_seen_run", "last_seen_run"}],
                      "first_seen_run", "last_seen_run"}],
@@ -29,6 +30,7 @@ from typing import Any
 from filelock import FileLock
 
 from phx_scraper.store.files import atomic_write
+from phx_scraper.store.neardup import Thresholds, assign_groups
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -81,12 +83,18 @@ def lock(root: Path, timeout: float = 120) -> FileLock:
     return FileLock(path, timeout=timeout)
 
 
-def update(root: Path, records: Iterable[dict[str, Any]]) -> Manifest:
+def update(
+    root: Path, records: Iterable[dict[str, Any]], thresholds: Thresholds | None = None
+) -> Manifest:
     """Merge crawl records into the manifest on disk and write it back."""
     with lock(root):
         manifest = load(root)
+        touched = set()
         for record in records:
             merge_record(manifest, record)
+            touched.add(record["property_hash"])
+        for key in touched:
+            assign_groups(manifest["properties"][key]["images"], thresholds or Thresholds())
         save(root, manifest)
     return manifest
 
@@ -130,6 +138,9 @@ def merge_record(manifest: Manifest, record: dict[str, Any]) -> None:
                 "width": stored["width"],
                 "height": stored["height"],
                 "bytes": stored["bytes"],
+                "phash": stored["phash"],
+                "dhash": stored["dhash"],
+                "thumbs": stored["thumbs"],
                 "origins": [],
                 "first_seen_run": run_id,
             }

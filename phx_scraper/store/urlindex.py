@@ -7,8 +7,8 @@ and a row is only written after its file is durable.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +21,15 @@ CREATE TABLE IF NOT EXISTS urls (
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
+    phash TEXT NOT NULL,
+    dhash TEXT NOT NULL,
     fetched_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS urls_source_md5 ON urls (source_md5);
 """
 
 INDEX_PATH = "index/urls.sqlite"
+_SELECT = "SELECT url, source_md5, md5, path, width, height, bytes, phash, dhash, fetched_at"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class IndexEntry:
     width: int
     height: int
     bytes: int
+    phash: str
+    dhash: str
     fetched_at: float
 
 
@@ -54,34 +59,19 @@ class UrlIndex:
         self._db.executescript(_SCHEMA)
 
     def get(self, url: str) -> IndexEntry | None:
-        row = self._db.execute(
-            "SELECT url, source_md5, md5, path, width, height, bytes, fetched_at"
-            " FROM urls WHERE url = ?",
-            (url,),
-        ).fetchone()
+        row = self._db.execute(f"{_SELECT} FROM urls WHERE url = ?", (url,)).fetchone()
         return IndexEntry(*row) if row else None
 
     def put(self, entry: IndexEntry) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO urls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry.url,
-                entry.source_md5,
-                entry.md5,
-                entry.path,
-                entry.width,
-                entry.height,
-                entry.bytes,
-                entry.fetched_at or time.time(),
-            ),
+            "INSERT OR REPLACE INTO urls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            dataclasses.astuple(entry),
         )
 
     def find_source_md5(self, source_md5: str) -> IndexEntry | None:
         """Any entry whose downloaded bytes had this MD5 (the same bytes at another URL)."""
         row = self._db.execute(
-            "SELECT url, source_md5, md5, path, width, height, bytes, fetched_at"
-            " FROM urls WHERE source_md5 = ? LIMIT 1",
-            (source_md5,),
+            f"{_SELECT} FROM urls WHERE source_md5 = ? LIMIT 1", (source_md5,)
         ).fetchone()
         return IndexEntry(*row) if row else None
 
