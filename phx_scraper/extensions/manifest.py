@@ -20,6 +20,7 @@ from phx_scraper.items import PropertyImagesItem
 from phx_scraper.store import manifest as manifest_store
 from phx_scraper.store.files import atomic_write
 from phx_scraper.store.neardup import Thresholds
+from phx_scraper.store.reconcile import log_report, reconcile, reconcile_report
 
 if TYPE_CHECKING:
     from typing import Self
@@ -58,9 +59,21 @@ class ManifestWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         manifest_store.update(self.root, self.records, self.thresholds)
         summary = build_summary(spider, reason, self.records)
+        summary["reconcile"] = self.check_store(summary["run_id"])
         run_path = self.root / RUNS_DIR / f"{summary['run_id']}.json"
         atomic_write(run_path, json.dumps(summary, indent=1, sort_keys=True).encode() + b"\n")
         logger.info("%s", format_summary(summary), extra={"spider": spider})
+
+    def check_store(self, run_id: str) -> dict[str, Any]:
+        """Read-only reconciliation after every crawl, so a damaged store is noticed."""
+        try:
+            report = reconcile(self.root)
+        except (OSError, manifest_store.ManifestError) as exc:
+            logger.error("Reconcile failed: %s", exc)
+            return {"failed": str(exc)}
+        reconcile_report(self.root, run_id, report)
+        log_report(report, logger)
+        return report.summary()
 
 
 def build_summary(spider: Spider, reason: str, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -108,4 +121,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines += [f"    {count:>4}  {key}" for key, count in summary["failures"].items()]
     else:
         lines.append("  no failures")
+    if checked := summary.get("reconcile"):
+        lines.append(
+            f"  store check: {checked.get('errors', '?')} errors, "
+            f"{checked.get('warnings', '?')} warnings (scrapy reconcile for details)"
+        )
     return "\n".join(lines)
