@@ -81,8 +81,9 @@ class Command(ScrapyCommand):
 def format_report(report: Report) -> str:
     summary = report.summary()
     lines = [
-        f"Store {report.root}: {summary['errors']} errors, {summary['warnings']} warnings; "
-        f"{report.files_checked} files re-hashed ({report.bytes_checked} bytes)"
+        f"Store {report.root}: {_count(summary['errors'], 'error')}, "
+        f"{_count(summary['warnings'], 'warning')}; "
+        f"{_count(report.files_checked, 'file')} re-hashed ({report.bytes_checked} bytes)"
     ]
     lines += _issues("ERROR", report.errors)
     lines += _issues("WARNING", report.warnings)
@@ -92,7 +93,7 @@ def format_report(report: Report) -> str:
         ("stray files (not content names; left alone)", report.stray_files),
     ):
         if paths:
-            lines.append(f"{len(paths)} {title}:")
+            lines.append(f"{title}: {len(paths)}")
             lines += [f"  {path}" for path in paths]
     if report.repaired:
         lines.append("repaired:")
@@ -115,6 +116,10 @@ def format_report(report: Report) -> str:
 
 def _issues(severity: str, issues: list[Issue]) -> list[str]:
     return [f"{severity:<8} {issue.kind:<13} {issue.message}" for issue in issues]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _num(value: float | None) -> str:

@@ -123,7 +123,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("  no failures")
     if checked := summary.get("reconcile"):
         lines.append(
-            f"  store check: {checked.get('errors', '?')} errors, "
-            f"{checked.get('warnings', '?')} warnings (scrapy reconcile for details)"
+            f"  store check failed: {checked['failed']}"
+            if "failed" in checked
+            else f"  store check: errors {checked['errors']}, warnings {checked['warnings']}"
+            " (details: scrapy reconcile)"
         )
     return "\n".join(lines)

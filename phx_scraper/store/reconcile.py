@@ -86,6 +86,7 @@ ORPHAN_HINT = "run `scrapy cleanup --orphans` to remove"
 _EXTS = "|".join(sorted(set(EXTENSIONS.values())))
 _CONTENT = re.compile(rf"^full/(?P<dir>[0-9a-f]{{2}})/(?P<md5>[0-9a-f]{{32}})\.(?:{_EXTS})$")
 _THUMB = re.compile(r"^thumbs/[1-9][0-9]*/[0-9a-f]{32}\.jpg$")
+_CHECKED_DIRS = ("full", "thumbs")
 
 
 class StoreNotFound(Exception):
@@ -199,7 +200,7 @@ def reconcile(root: Path, *, repair: bool = False) -> Report:
     report.files_checked = len(scan.content)
     report.bytes_checked = sum(size for _, size in scan.content.values())
     report.temp_files, report.stray_files = scan.temp, scan.stray
-    with _shape_checked():
+    with _shape_checked(root):
         report.errors, report.warnings = _analyse(manifest, scan)
         # Properties with a ``missing`` list are revisited too: an interrupted
         # repair may have left URL-index rows, or a crawl may have restored one.
@@ -282,14 +283,14 @@ def _round(value: float | None) -> float | None:
 
 
 @contextmanager
-def _shape_checked() -> Iterator[None]:
+def _shape_checked(root: Path) -> Iterator[None]:
     # A manifest that parses but lacks the keys store.manifest writes is as
     # unusable as one that does not parse: one clear error, not a traceback.
     try:
         yield
     except (KeyError, TypeError, AttributeError) as exc:
         raise manifest_store.ManifestError(
-            f"{manifest_store.MANIFEST_NAME}: unexpected shape ({exc!r})"
+            f"{root / manifest_store.MANIFEST_NAME}: unexpected shape ({exc!r})"
         ) from exc
 
 
@@ -298,15 +299,11 @@ def _shape_checked() -> Iterator[None]:
 
 def _scan(root: Path) -> _Scan:
     scan = _Scan()
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in _walk(root):
         base = Path(dirpath)
         rel_dir = base.relative_to(root).as_posix()
-        top = rel_dir.split("/", 1)[0]
-        if rel_dir == ".":
-            # Quarantined files are known bad; they are what repair leaves behind.
-            dirnames[:] = [d for d in dirnames if d != QUARANTINE_DIR]
-        checked = top in ("full", "thumbs")
-        for name in sorted(dirnames):
+        checked = rel_dir.split("/", 1)[0] in _CHECKED_DIRS
+        for name in dirnames:
             if checked and (base / name).is_symlink():
                 scan.stray.append(f"{rel_dir}/{name}/")
         for name in sorted(filenames):
@@ -316,6 +313,23 @@ def _scan(root: Path) -> _Scan:
             elif checked:
                 _classify(root, rel, scan)
     return scan
+
+
+def _walk(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """The store's directories in a stable order, ``quarantine/`` left out.
+
+    ``full/`` and ``thumbs/`` are walked from their own paths, so either may be
+    a symlink to a bigger disk; symlinks below them are not followed.
+    """
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == root:
+            dirnames[:] = [d for d in dirnames if d not in (*_CHECKED_DIRS, QUARANTINE_DIR)]
+        dirnames.sort()
+        yield dirpath, dirnames, filenames
+    for top in _CHECKED_DIRS:
+        for dirpath, dirnames, filenames in os.walk(root / top):
+            dirnames.sort()
+            yield dirpath, dirnames, filenames
 
 
 def _classify(root: Path, rel: str, scan: _Scan) -> None:
@@ -345,14 +359,19 @@ _Refs = dict[str, list[tuple[str, dict[str, Any]]]]  # path -> [(property_hash, 
 def _analyse(manifest: manifest_store.Manifest, scan: _Scan) -> tuple[list[Issue], list[Issue]]:
     refs: _Refs = {}
     thumb_refs: dict[str, set[str]] = {}
+    # A missing image's thumbnails are kept for when a crawl stores it again.
+    known = {
+        entry["md5"] for p in manifest["properties"].values() for entry in p.get("missing", ())
+    }
     for key, prop in manifest["properties"].items():
         for image in prop["images"]:
             refs.setdefault(image["path"], []).append((key, image))
+            known.add(image["md5"])
             for thumb in image["thumbs"].values():
                 thumb_refs.setdefault(thumb, set()).add(key)
     file_errors, orphans = _check_files(refs, scan)
     errors = _check_entries(refs, scan) + file_errors
-    return errors, orphans + _check_thumbs(thumb_refs, scan)
+    return errors, orphans + _check_thumbs(thumb_refs, known, scan)
 
 
 def _check_entries(refs: _Refs, scan: _Scan) -> list[Issue]:
@@ -397,15 +416,16 @@ def _check_files(refs: _Refs, scan: _Scan) -> tuple[list[Issue], list[Issue]]:
     return errors, orphans
 
 
-def _check_thumbs(thumb_refs: dict[str, set[str]], scan: _Scan) -> list[Issue]:
+def _check_thumbs(thumb_refs: dict[str, set[str]], known: set[str], scan: _Scan) -> list[Issue]:
     warnings = []
     for rel, keys in sorted(thumb_refs.items()):
         if rel not in scan.thumbs:
             props = tuple(sorted(keys))
             message = f"{rel}: thumbnail in the manifest (property {', '.join(props)}), no file"
             warnings.append(Issue("missing_thumb", rel, message, None, props))
-    for rel in sorted(scan.thumbs - thumb_refs.keys()):
-        warnings.append(Issue("orphan_thumb", rel, f"{rel}: thumbnail of no manifest image"))
+    for rel in sorted(scan.thumbs):
+        if rel.rpartition("/")[2][:32] not in known:
+            warnings.append(Issue("orphan_thumb", rel, f"{rel}: thumbnail of no manifest image"))
     return warnings
 
 
