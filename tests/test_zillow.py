@@ -60,7 +60,14 @@ def test_second_crawl_downloads_nothing(zillow_store: Path, sandbox: Sandbox) ->
         settings={"PHX_BROWSER_SOURCES": ""},
     )
     assert crawl.returncode == 0, crawl.stderr
-    assert image_requests(sandbox) == []
+    # Only photos whose rejection may be transient (a cut transfer) are tried again.
+    retried = {
+        photo.path
+        for prop in dataset.PROPERTIES
+        for photo in dataset.expected_photos("zillow", prop.key)
+        if photo.fault in ("truncated", "empty")
+    }
+    assert retried and sorted(image_requests(sandbox)) == sorted(retried)
     after = json.loads((zillow_store / "manifest.json").read_text())
     md5s = {h: {i["md5"] for i in e["images"]} for h, e in before["properties"].items()}
     assert {h: {i["md5"] for i in e["images"]} for h, e in after["properties"].items()} == md5s

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from scrapy.exceptions import NotConfigured
-
 if TYPE_CHECKING:
     from typing import Self
 
@@ -37,13 +35,12 @@ class MaricopaTokenMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        token = maricopa_token()
-        if not token:
-            raise NotConfigured(f"{TOKEN_ENV} is not set")
-        return cls(token)
+        # Without a token the Maricopa spider uses the ArcGIS route and never
+        # marks a request, so an empty token is simply never sent.
+        return cls(maricopa_token())
 
     def process_request(self, request: Request, spider: Spider | None = None) -> None:
-        if request.meta.get(META_KEY):
+        if self.token and request.meta.get(META_KEY):
             request.headers[HEADER] = self.token
 
     def process_response(

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from scrapy import Request, signals
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.pipelines.images import ImagesPipeline
+from scrapy.pipelines.media import _MediaRequestFiltered
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
@@ -46,6 +47,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _FORMATS = ("jpeg", "png", "webp")
+
+
+class Rejected(_MediaRequestFiltered):
+    """A photo not stored, with the reason the manifest records.
+
+    It derives from the media pipeline's "filtered" exception so that Scrapy
+    logs it at DEBUG without a traceback: a rejection is an expected outcome,
+    reported once by ``item_completed`` (and pinned Scrapy keeps this name).
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class ContentAddressedImagesPipeline(ImagesPipeline):
@@ -135,8 +149,12 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         assert self.index is not None
         if getattr(info.spider, "force", False):
             return None
+        now = time.time()
+        rejection = self.index.rejection(request.url)
+        if rejection and now - rejection[1] <= self.expires * 86400:
+            raise Rejected(rejection[0], "rejected by an earlier crawl; not fetched again")
         entry = self.index.get(request.url)
-        if entry is None or time.time() - entry.fetched_at > self.expires * 86400:
+        if entry is None or now - entry.fetched_at > self.expires * 86400:
             return None
         if not (self.root / entry.path).exists():
             return None  # a ghost: fetch again
@@ -189,11 +207,14 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
     def media_failed(
         self, failure: Failure, request: Request, info: MediaPipeline.SpiderInfo
     ) -> Any:
-        if isinstance(failure.value, ImageRejected):
-            raise failure.value
-        if isinstance(failure.value, IgnoreRequest):
-            raise ImageRejected("filtered", str(failure.value)) from failure.value
-        raise ImageRejected("download_error", failure.getErrorMessage()) from failure.value
+        error = failure.value
+        if isinstance(error, ImageRejected):
+            assert self.index is not None
+            self.index.reject(request.url, error.reason, time.time())
+            raise Rejected(error.reason, str(error)) from error
+        if isinstance(error, IgnoreRequest):
+            raise Rejected("filtered", str(error)) from error
+        raise Rejected("download_error", failure.getErrorMessage()) from error
 
     def _file_info(self, request: Request, entry: IndexEntry, status: str) -> StoredImage:
         return {
@@ -223,7 +244,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
                 item.images.append(cast("StoredImage", value))
                 continue
             assert isinstance(value, Failure)
-            reason = value.value.reason if isinstance(value.value, ImageRejected) else "error"
+            reason = value.value.reason if isinstance(value.value, Rejected) else "error"
             rejected: RejectedImage = {
                 "url": photo["url"],
                 "photo_id": photo["photo_id"],

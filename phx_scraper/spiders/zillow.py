@@ -108,12 +108,17 @@ def property_address(prop: dict[str, Any]) -> Address | None:
         return None
 
 
-def gallery(prop: dict[str, Any]) -> list[Photo]:
-    """Every photo of the property at its widest published variant, in gallery order."""
+def gallery(homes: list[dict[str, Any]]) -> list[Photo]:
+    """Every photo of the home at its widest published variant, in gallery order.
+
+    ``homes`` are all the cache entries of the target zpid: a page can hold a
+    thin entry (no photos) next to the full one.
+    """
     candidates: dict[str, list[tuple[str, int, str]]] = {}
     captions: dict[str, str] = {}
-    for list_name in PHOTO_LISTS:
-        for entry in prop.get(list_name) or ():
+    lists = [prop.get(name) or () for prop in homes for name in PHOTO_LISTS]
+    for photo_list in lists:
+        for entry in photo_list:
             sources = (entry.get("mixedSources") or {}) if isinstance(entry, dict) else {}
             for fmt in ("jpeg", "webp"):
                 for variant in sources.get(fmt) or ():
@@ -201,34 +206,29 @@ class ZillowSpider(PropertySpider):
         if is_block_page(response.text):
             yield self.outcome(source, address, "blocked", reason="perimeterx")
             return
-        zpid = response.meta.get("zpid")
         properties = list(find_properties(next_data_caches(response)))
-        home = self._pick(properties, address, zpid)
-        if home is None:
+        zpid = response.meta.get("zpid") or self._zpid_of(properties, address)
+        homes = [p for p in properties if zpid is not None and str(p.get("zpid")) == zpid]
+        if not homes:
             yield from self._search_results(response, address)
             return
+        counts = [h["photoCount"] for h in homes if isinstance(h.get("photoCount"), int)]
         yield self.outcome(
             source,
             address,
             "ok",
-            source_id=str(home["zpid"]),
-            photo_count=home.get("photoCount"),
-            photos=gallery(home),
+            source_id=zpid,
+            photo_count=max(counts, default=None),
+            photos=gallery(homes),
         )
 
     @staticmethod
-    def _pick(
-        properties: list[dict[str, Any]], address: Address, zpid: str | None
-    ) -> dict[str, Any] | None:
+    def _zpid_of(properties: list[dict[str, Any]], address: Address) -> str | None:
+        """The search route served a detail page: trust it only for this address."""
         for prop in properties:
-            if zpid is not None and str(prop.get("zpid")) == zpid:
-                return prop
-        if zpid is None:
-            # The search route served a detail page: trust it only for this address.
-            for prop in properties:
-                found = property_address(prop)
-                if prop.get("zpid") and found and found.canonical == address.canonical:
-                    return prop
+            found = property_address(prop)
+            if prop.get("zpid") and found and found.canonical == address.canonical:
+                return str(prop["zpid"])
         return None
 
     def _search_results(self, response: Response, address: Address) -> Iterable[Any]:

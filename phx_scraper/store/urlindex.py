@@ -26,7 +26,17 @@ CREATE TABLE IF NOT EXISTS urls (
     fetched_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS urls_source_md5 ON urls (source_md5);
+CREATE TABLE IF NOT EXISTS rejected (
+    url TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    rejected_at REAL NOT NULL
+);
 """
+
+#: Rejections decided by the bytes themselves: fetching the URL again would
+#: give the same answer. Others (truncated, empty, HTTP and network errors)
+#: may be transient and are retried by the next crawl.
+PERMANENT_REASONS = frozenset({"not_an_image", "corrupt", "too_small", "too_many_pixels"})
 
 INDEX_PATH = "index/urls.sqlite"
 _SELECT = "SELECT url, source_md5, md5, path, width, height, bytes, phash, dhash, fetched_at"
@@ -67,6 +77,16 @@ class UrlIndex:
             "INSERT OR REPLACE INTO urls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             dataclasses.astuple(entry),
         )
+
+    def reject(self, url: str, reason: str, at: float) -> None:
+        if reason in PERMANENT_REASONS:
+            self._db.execute("INSERT OR REPLACE INTO rejected VALUES (?, ?, ?)", (url, reason, at))
+
+    def rejection(self, url: str) -> tuple[str, float] | None:
+        row = self._db.execute(
+            "SELECT reason, rejected_at FROM rejected WHERE url = ?", (url,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
 
     def find_source_md5(self, source_md5: str) -> IndexEntry | None:
         """Any entry whose downloaded bytes had this MD5 (the same bytes at another URL)."""
