@@ -72,7 +72,20 @@ PHX_NEAR_DUP_DHASH = 12
 ITEM_PIPELINES = {
     "phx_scraper.pipelines.images.ContentAddressedImagesPipeline": 300,
 }
+# Per-domain circuit breaker (keyed by download slot): open after this many
+# consecutive failures (blocks, 429, 5xx, timeouts), hold that domain's
+# requests for the cooldown (doubling per trip, capped), give the source up
+# for the run after MAX_TRIPS trips.
+PHX_BREAKER_ENABLED = True
+PHX_BREAKER_FAILURES = 3
+PHX_BREAKER_COOLDOWN = 300
+PHX_BREAKER_MAX_COOLDOWN = 3600
+PHX_BREAKER_MAX_TRIPS = 4
+
 DOWNLOADER_MIDDLEWARES = {
+    # Between Redirect (600) and Cookies (700): a block (a 302 to the
+    # rate-limit page included) is seen before redirects and retries act on it.
+    "phx_scraper.middlewares.breaker.CircuitBreakerMiddleware": 650,
     # Next to the downloader, so the token is off the request before retries copy it.
     "phx_scraper.middlewares.secrets.MaricopaTokenMiddleware": 890,
 }

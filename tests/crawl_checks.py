@@ -48,6 +48,7 @@ def check_source(manifest: dict[str, Any], source: str, keys: list[str] | None =
                 url = urlsplit(origin["url"])
                 assert url.path + (f"?{url.query}" if url.query else "") == want.path
             assert origin["position"] == want.position
+            assert origin["listing_id"] == want.listing_id
             assert origin["caption"] == want.caption
         rejected = {r["photo_id"]: r["reason"] for r in entry["rejected"] if r["source"] == source}
         assert rejected == {p.photo_id: FAULT_REASONS[p.fault] for p in expected if p.fault}

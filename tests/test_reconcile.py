@@ -15,11 +15,12 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from PIL import Image
 from scrapy import Spider
+from scrapy.utils.test import get_crawler
 
 from phx_scraper.extensions.manifest import ManifestWriter
 from phx_scraper.store import manifest
@@ -440,7 +441,7 @@ def test_crawl_end_hook_logs_and_summarizes(
     store: Path, images: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
 ) -> None:
     plant_ghost(store, images)
-    writer = ManifestWriter(store, cast(Any, None), Thresholds())
+    writer = ManifestWriter.from_crawler(get_crawler(Spider, {"IMAGES_STORE": str(store)}))
     spider = Spider(name="zillow")
     spider.run_id = RUN  # type: ignore[attr-defined]
     with caplog.at_level(logging.INFO):

@@ -1,7 +1,9 @@
 """``scrapy crawl`` with the spider arguments checked before anything starts.
 
-Bad input (a missing or malformed address CSV, a bad flag) is one line on
-stderr and exit status 2 — no reactor, no request, nothing in the store touched.
+Bad input (a missing or malformed address CSV, a bad flag, an unknown source)
+is one line on stderr and exit status 2 — checked in ``process_options``,
+before Scrapy starts logging or builds a crawler: no request is sent and
+nothing in the store is touched.
 """
 
 from __future__ import annotations
@@ -21,14 +23,24 @@ if TYPE_CHECKING:
 
 
 class Command(ScrapyCrawlCommand):
-    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
         spargs = opts.spargs
         try:
             load_from_args(spargs.get("addresses"), spargs.get("address"))
             parse_flag("force", spargs.get("force"))
             if "sources" in spargs:
                 parse_sources(spargs["sources"])
+        except (AddressInputError, ValueError) as exc:
+            fail(exc)
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        try:
             super().run(args, opts)
-        except (AddressInputError, ValueError, BrowserNotFound) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            self.exitcode = 2
+        except BrowserNotFound as exc:
+            fail(exc)
+
+
+def fail(exc: Exception) -> None:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)

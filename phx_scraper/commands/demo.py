@@ -44,12 +44,16 @@ class Command(ScrapyCommand):
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
         parser.add_argument(
-            "--spider", default="zillow", help="spider to run against the replica (default: zillow)"
+            "--spider", default="all", help="spider to run against the replica (default: all)"
         )
+
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        # Before Scrapy opens LOG_FILE, which lives in it.
+        DEMO_DIR.mkdir(exist_ok=True)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.crawler_process and self.settings is not None
-        DEMO_DIR.mkdir(exist_ok=True)
         addresses = DEMO_DIR / "addresses.csv"
         demo_csv = resources.files("phx_scraper.sandbox") / "demo_addresses.csv"
         addresses.write_bytes(demo_csv.read_bytes())

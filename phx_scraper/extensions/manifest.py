@@ -57,12 +57,40 @@ class ManifestWriter:
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        unfinished = self.unfinished(spider)
+        if reason == "finished":
+            # Every request ended and still no outcome: say so rather than
+            # leave the pair silently absent from the manifest.
+            self.records += [self.no_outcome(spider, *pair) for pair in unfinished]
+            unfinished = []
         manifest_store.update(self.root, self.records, self.thresholds)
         summary = build_summary(spider, reason, self.records)
+        summary["unfinished"] = len(unfinished)
+        summary["breaker"] = breaker_figures(self.crawler.stats.get_stats())
         summary["reconcile"] = self.check_store(summary["run_id"])
         run_path = self.root / RUNS_DIR / f"{summary['run_id']}.json"
         atomic_write(run_path, json.dumps(summary, indent=1, sort_keys=True).encode() + b"\n")
         logger.info("%s", format_summary(summary), extra={"spider": spider})
+
+    def unfinished(self, spider: Spider) -> list[tuple[str, str]]:
+        """(property_hash, source) pairs of this crawl that have no outcome yet."""
+        done = {(r["property_hash"], r["source"]) for r in self.records}
+        targets = getattr(spider, "targets", {})
+        sources = getattr(spider, "sources", ())
+        return [(h, s) for h in targets for s in sources if (h, s) not in done]
+
+    def no_outcome(self, spider: Spider, property_hash: str, source: str) -> dict[str, Any]:
+        address = spider.targets[property_hash]  # type: ignore[attr-defined]
+        item = PropertyImagesItem(
+            run_id=spider.run_id,  # type: ignore[attr-defined]
+            source=source,
+            property_hash=property_hash,
+            address=address.raw,
+            canonical_address=address.canonical,
+            status="failed",
+            reason="no_outcome",
+        )
+        return dataclasses.asdict(item)
 
     def check_store(self, run_id: str) -> dict[str, Any]:
         """Read-only reconciliation after every crawl, so a damaged store is noticed."""
@@ -100,6 +128,20 @@ def build_summary(spider: Spider, reason: str, records: list[dict[str, Any]]) ->
     }
 
 
+def breaker_figures(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per source: requests, blocks, block rate, breaker trips, time open, given up."""
+    figures: dict[str, dict[str, Any]] = {}
+    for key, value in stats.items():
+        parts = key.split("/")
+        if len(parts) != 4 or parts[0] != "phx" or parts[1] not in ("requests", "block", "breaker"):
+            continue
+        name = {"requests/count": "requests", "block/count": "blocks", "block/rate": "block_rate"}
+        field = name.get(f"{parts[1]}/{parts[3]}", parts[3] if parts[1] == "breaker" else "")
+        if field:
+            figures.setdefault(parts[2], {})[field] = value
+    return figures
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"Run {summary['run_id']} ({summary['spider']}, {summary['finish_reason']}): "
@@ -121,6 +163,17 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines += [f"    {count:>4}  {key}" for key, count in summary["failures"].items()]
     else:
         lines.append("  no failures")
+    for source, figures in sorted((summary.get("breaker") or {}).items()):
+        if figures.get("blocks") or figures.get("trips"):
+            lines.append(
+                f"  {source:<12} blocks {figures.get('blocks', 0)} of "
+                f"{figures.get('requests', 0)} requests "
+                f"({100 * figures.get('block_rate', 0):.0f}%), breaker trips "
+                f"{figures.get('trips', 0)}, open {figures.get('open_seconds', 0):.0f}s"
+                + (", given up" if figures.get("given_up") else "")
+            )
+    if summary.get("unfinished"):
+        lines.append(f"  {summary['unfinished']} property/source pairs unfinished (next run)")
     if checked := summary.get("reconcile"):
         lines.append(
             f"  store check failed: {checked['failed']}"

@@ -31,6 +31,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from phx_scraper.items import PropertyImagesItem, RejectedImage, StoredImage
+from phx_scraper.middlewares.blocks import BlockedResponse
+from phx_scraper.middlewares.breaker import SourceGivenUp
 from phx_scraper.sources import image_hosts
 from phx_scraper.store.files import atomic_write, store_content, thumb_path
 from phx_scraper.store.imaging import ImageRejected, ProcessedImage, Standard, process
@@ -212,6 +214,8 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
             assert self.index is not None
             self.index.reject(request.url, error.reason, time.time())
             raise Rejected(error.reason, str(error)) from error
+        if isinstance(error, BlockedResponse | SourceGivenUp):
+            raise Rejected("blocked", str(error)) from error
         if isinstance(error, IgnoreRequest):
             raise Rejected("filtered", str(error)) from error
         raise Rejected("download_error", failure.getErrorMessage()) from error

@@ -21,6 +21,7 @@ from pathlib import Path
 from phx_scraper.sandbox import paths
 from phx_scraper.sandbox.model import (
     DIRECTIONS,
+    PHOTO_FAULTS,
     SUFFIX_LONG,
     Gallery,
     MlsListing,
@@ -184,9 +185,7 @@ def _home(
                 bytes_from_zillow=r.bytes_from_zillow,
             )
         earlier = tuple(
-            RedfinListing(
-                _listing_id(mls), mls, Gallery(old[i]), status="Sold", list_date=date
-            )
+            RedfinListing(_listing_id(mls), mls, Gallery(old[i]), status="Sold", list_date=date)
             for mls, date, i in r.earlier
         )
         redfin = RedfinHome(
@@ -276,7 +275,7 @@ PROPERTIES: tuple[Property, ...] = (
     ),
     _home(
         "caminito", "5219 W El Caminito Dr", "Glendale", "85302", 33.54861, -112.17183,
-        n=43, shape="large", beds=3, sqft=1614, lot_sqft=8102, year_built=1978,
+        n=43, shape="3:2", beds=3, sqft=1614, lot_sqft=8102, year_built=1978,
         price=389_000, garages=2,
         z=_Z(n=25, layout="page"), r=_R(n=25, api="refused_403", embedded="text"),
         a=_A("148-21-117", layout="total", second_map=True), m=(_M("6931955"),),
@@ -423,7 +422,7 @@ PROPERTIES: tuple[Property, ...] = (
     ),
     _home(
         "villa_rita", "8521 W Villa Rita Dr", "Peoria", "85382", 33.65204, -112.24502, n=10,
-        shape="3:2", sqft=1890, lot_sqft=7900, year_built=1992, price=469_000,
+        shape="large", sqft=1890, lot_sqft=7900, year_built=1992, price=469_000,
         z=_Z(layout="page"), r=_R(), a=_A("200-47-255"), m=(_M("6957721"),),
     ),
     _home(
@@ -469,9 +468,18 @@ def _filler_units() -> tuple[Property, ...]:
         apn_tail = 101 + ordered.index(unit)
         units.append(
             _home(
-                f"third_st_{unit}", "455 N 3rd St", "Phoenix", "85004", 33.45301,
-                -112.06902, n=0, unit=unit, sqft=880 + stable_int(unit) % 400,
-                lot_sqft=900, year_built=2009, price=330_000,
+                f"third_st_{unit}",
+                "455 N 3rd St",
+                "Phoenix",
+                "85004",
+                33.45301,
+                -112.06902,
+                n=0,
+                unit=unit,
+                sqft=880 + stable_int(unit) % 400,
+                lot_sqft=900,
+                year_built=2009,
+                price=330_000,
                 a=_A(f"111-43-{apn_tail:03d}"),
             )
         )
@@ -679,16 +687,19 @@ def write_csv(path: Path = CSV_PATH) -> None:
         writer.writerows([p.address] for p in PROPERTIES)
 
 
-def _check_unique() -> None:
+def _check() -> None:
     """Distinct pictures never share a photo id (the CDNs look pictures up by id)."""
     owners: dict[str, str] = {}
     for prop in ALL_HOMES:
         galleries = [m.gallery for m in prop.mls] + ([prop.zillow.gallery] if prop.zillow else [])
+        if prop.redfin:
+            galleries += [x.gallery for x in (prop.redfin.current, *prop.redfin.earlier) if x]
         for gallery in galleries:
+            assert all(fault in PHOTO_FAULTS for _, fault in gallery.faults), prop.key
             for pic in gallery.pictures:
                 for photo_id in (pic.spark_id, pic.zillow_id):
                     assert owners.setdefault(photo_id, pic.id) == pic.id, photo_id
     assert len(_BY_KEY) == len(ALL_HOMES)
 
 
-_check_unique()
+_check()

@@ -9,12 +9,14 @@ every matching request):
                               Redfin 403, Maricopa 403, Phoenix MLS WAF 403)
 - ``block200[:K]``            zillow: the PerimeterX page with HTTP 200
 - ``waf[:K]``                 redfin: AWS WAF challenge, HTTP 202
-- ``ratelimit[:K]``           redfin: 302 to /ratelimited/, which answers 429 + Retry-After
+- ``ratelimit[:K[:RETRY_AFTER]]``  redfin: 302 to /ratelimited/, which answers 429
+                              "Are You a Robot?" with Retry-After (default 60)
 - ``NNN[:K[:RETRY_AFTER]]``   a bare HTTP status: ``429:3:5``, ``503:2``, ``500:1``...
 - ``slow:SECONDS``            every response delayed (reactor.callLater, never sleep)
 - ``drop[:K]``                connection closed without any response
 - ``burst:N[:WINDOW[:COOLDOWN]]``  more than N requests within WINDOW s (10) trip
                               the block page for COOLDOWN s (60), like an IP block
+                              (Redfin answers it with the rate-limit redirect)
 - ``require_browser``         zillow: HTML pages need the cookie set by a JS
                               challenge (403 PerimeterX page to non-JS clients)
 
@@ -69,7 +71,7 @@ class Action:
     """What to answer instead of the real response."""
 
     name: str  # logged as the request's fault
-    kind: str  # block | block200 | waf | ratelimit | status | drop
+    kind: str  # block | block200 | waf | ratelimit | burst | status | drop
     status: int = 0
     retry_after: int | None = None
 
@@ -104,10 +106,11 @@ def parse(source: str, spec: str) -> Fault:
 
 
 def _build(spec: str, mode: str, cdn: bool, args: list[str]) -> Fault:
-    count = int(args[0]) if args and args[0] else None
+    count = int(args[0]) if args and args[0] and mode not in ("slow", "burst") else None
     if mode in _COUNTED:
-        _no_extra(args, 1)
-        return Fault(spec, mode, cdn, remaining=count)
+        _no_extra(args, 2 if mode == "ratelimit" else 1)
+        retry = int(args[1]) if len(args) > 1 else None
+        return Fault(spec, mode, cdn, remaining=count, retry_after=retry)
     if mode.isdigit() and len(mode) == 3:
         _no_extra(args, 2)
         retry = int(args[1]) if len(args) > 1 else (30 if mode in ("429", "503") else None)
@@ -180,7 +183,7 @@ def _fire(fault: Fault, now: float) -> Action | None:
         if len(fault.hits) > fault.limit:
             fault.tripped_until = now + fault.cooldown
         if now < fault.tripped_until:
-            return Action(fault.name, "block")
+            return Action(fault.name, "burst")
         return None
     if fault.remaining is not None:
         if fault.remaining <= 0:

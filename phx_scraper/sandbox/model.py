@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 
 from phx_scraper.sandbox import paths
 
@@ -47,7 +48,7 @@ class Picture:
     # EXIF carried by the original upload only: "", "rotated", "gps", "rotated+gps".
     exif: str = ""
 
-    @property
+    @cached_property
     def seed(self) -> int:
         return stable_int(self.id)
 
@@ -55,11 +56,11 @@ class Picture:
     def native(self) -> tuple[int, int]:
         return self.width, self.height
 
-    @property
+    @cached_property
     def zillow_id(self) -> str:
         return hashlib.md5(f"zillow:{self.id}".encode()).hexdigest()
 
-    @property
+    @cached_property
     def spark_id(self) -> str:
         # Spark ids read like a timestamp with microseconds, padded to 26 digits.
         n = int(hashlib.md5(f"spark:{self.id}".encode()).hexdigest(), 16)

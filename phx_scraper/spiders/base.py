@@ -21,6 +21,8 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from phx_scraper.addresses import Address, load_from_args
 from phx_scraper.browser import browser_settings, browser_sources
 from phx_scraper.items import Photo, PropertyImagesItem
+from phx_scraper.middlewares.blocks import BlockedResponse
+from phx_scraper.middlewares.breaker import SourceGivenUp
 
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
@@ -30,6 +32,15 @@ logger = logging.getLogger(__name__)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
+
+
+def number(value: Any) -> Any:
+    """``"2,145"`` -> ``2145``: sites print numbers for people; the manifest keeps numbers."""
+    if isinstance(value, str):
+        digits = value.replace(",", "").replace("$", "").strip()
+        if digits.isdigit():
+            return int(digits)
+    return value
 
 
 def parse_flag(name: str, value: Any) -> bool:
@@ -93,19 +104,38 @@ class PropertySpider(scrapy.Spider):
         return source in browser_sources(self.settings)
 
     def request(
-        self, url: str, source: str, address: Address, callback: Any, **meta: Any
+        self,
+        url: str,
+        source: str,
+        address: Address,
+        callback: Any,
+        *,
+        dont_filter: bool = False,
+        **meta: Any,
     ) -> scrapy.Request:
         """A page or API request on behalf of one property and source."""
         return scrapy.Request(
             url,
             callback=callback,
             errback=self.request_failed,
+            dont_filter=dont_filter,
             meta={"phx": {"source": source, "property_hash": address.property_hash}, **meta},
         )
 
     def target(self, response: Response) -> tuple[str, Address]:
         phx = response.meta["phx"]
         return phx["source"], self.targets[phx["property_hash"]]
+
+    @staticmethod
+    def block_kind(response: Response, expected_css: str) -> str | None:
+        """The block a page still shows, when the content we came for is absent.
+
+        Used where the spider accepts an error status (a browser page whose
+        first answer is a WAF challenge): the status alone says nothing then.
+        """
+        if response.status < 400 or response.css(expected_css):
+            return None
+        return str(response.meta.get("phx_block") or f"http_{response.status}")
 
     def outcome(
         self,
@@ -135,11 +165,16 @@ class PropertySpider(scrapy.Spider):
         request = failure.request  # type: ignore[attr-defined]
         phx = request.meta["phx"]
         address = self.targets[phx["property_hash"]]
-        if isinstance(failure.value, HttpError):
+        status = "failed"
+        if isinstance(failure.value, BlockedResponse):
+            status, reason = "blocked", failure.value.kind
+        elif isinstance(failure.value, SourceGivenUp):
+            status, reason = "blocked", "breaker_gave_up"
+        elif isinstance(failure.value, HttpError):
             reason = f"http_{failure.value.response.status}"
         else:
             reason = type(failure.value).__name__
         logger.warning(
             "%s: %s failed for %s: %s", phx["source"], request.url, address.canonical, reason
         )
-        yield self.outcome(phx["source"], address, "failed", reason=reason)
+        yield self.outcome(phx["source"], address, status, reason=reason)

@@ -28,7 +28,7 @@ from scrapy.http import Response
 from phx_scraper.addresses import Address, AddressError, canonicalize
 from phx_scraper.items import Photo
 from phx_scraper.middlewares.secrets import META_KEY, maricopa_token
-from phx_scraper.spiders.base import PropertySpider
+from phx_scraper.spiders.base import PropertySpider, number
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,10 @@ class MaricopaSpider(PropertySpider):
                 apn = apn_digits(str(result["APN"]))
                 api = self.setting("PHX_MARICOPA_API_URL")
                 yield self.maricopa_request(
-                    f"{api}/parcel/{apn}", address, self.maricopa_parcel, maricopa={"apn": apn}
+                    f"{api}/parcel/{apn}",
+                    address,
+                    self.maricopa_parcel,
+                    maricopa={"apn": apn, "api_url": api},
                 )
                 return
         yield self.outcome(source, address, "no_match", reason="no_exact_address")
@@ -151,9 +154,7 @@ class MaricopaSpider(PropertySpider):
     def maricopa_map_ids(self, response: Response) -> Iterable[Any]:
         _, address = self.target(response)
         state = dict(response.meta["maricopa"])
-        ids = json.loads(response.text)
-        api = self.setting("PHX_MARICOPA_API_URL")
-        state["map_pdfs"] = [f"{api}/getmapid/{map_id}/" for map_id in ids or ()]
+        state["map_ids"] = [str(map_id) for map_id in json.loads(response.text) or ()]
         yield self.maricopa_gis_query(address, f"APN = '{state['apn']}'", api=state)
 
     # -- ArcGIS -----------------------------------------------------------
@@ -201,7 +202,7 @@ class MaricopaSpider(PropertySpider):
             }
             url = f"{self.setting('PHX_MARICOPA_AERIAL_URL')}/export?{urlencode(params)}"
             photos.append(
-                Photo(photo_id="aerial", url=url, position=0, caption="aerial", listing_id=None)
+                Photo(photo_id="aerial", url=url, position=0, caption="", listing_id=None)
             )
         return self.outcome(
             SOURCE,
@@ -232,8 +233,9 @@ def facts_from(attrs: dict[str, Any], api: dict[str, Any] | None) -> dict[str, A
         year_built=details.get("ConstructionYear"),
         pool=details.get("Pool"),
         garages=details.get("NumberOfGarages"),
-        valuation_year=latest.get("TaxYear"),
-        full_cash_value=latest.get("FullCashValue"),
-        map_pdfs=api.get("map_pdfs") or [],
+        valuation_year=number(latest.get("TaxYear")),
+        full_cash_value=number(latest.get("FullCashValue")),
+        map_ids=api.get("map_ids") or [],
+        map_pdfs=[f"{api['api_url']}/getmapid/{map_id}/" for map_id in api.get("map_ids") or ()],
     )
     return facts

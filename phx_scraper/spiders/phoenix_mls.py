@@ -27,7 +27,7 @@ from scrapy_playwright.page import PageMethod
 
 from phx_scraper.addresses import Address, AddressError, canonicalize
 from phx_scraper.items import Photo
-from phx_scraper.spiders.base import PropertySpider
+from phx_scraper.spiders.base import PropertySpider, number
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +35,17 @@ SOURCE = "phoenix_mls"
 SEARCH_INPUT = 'input[placeholder="Enter an Address, City, Zip or MLS#"]'
 SUGGESTION = "div[role=tree] div[role=treeitem]"
 NO_MATCHES = "0 matches found"
-PHOTO_BUTTON = "[data-open-gallery]"
-MODAL_PHOTO = "[role=dialog] img"
+# The listing page: the photo button opens a modal that the page's script
+# fills from an AJAX call; ``data-loaded`` says the gallery is complete.
+PHOTO_BUTTON = "#fmc-open-photos"
+MODAL = "#fmc-photo-modal"
+MODAL_LOADED = '#fmc-photo-modal[data-loaded="true"]'
+PAGE_PHOTOS = "#fmc-photos img"
+FACTS = ".flexmls_connect__ld_property_detail li"
+STATUS = ".flexmls_connect__ld_status span::text"
+OPEN_PHOTOS_JS = f"document.querySelector('{PHOTO_BUTTON}')?.click()"
 SUGGESTION_TEXT = re.compile(r"^(?P<address>.+?)\s*/\s*(?P<mls>\d{7})\s*\(MLS #\)")
-SPARK_PHOTO = re.compile(
-    r"(?P<prefix>https?://[^\"'\s]+/az/)(?:\d+x\d+/true/)?(?P<id>\d{26})-[tmlo]\.jpg"
-)
+SPARK_PHOTO = re.compile(r"^(?P<prefix>[^?#]+/az/)(?:\d+x\d+/true/)?(?P<id>\d{26})-[tmlo]\.jpg")
 FACT_LABELS = {
     "# Bedrooms": "beds",
     "Full Bathrooms": "full_baths",
@@ -71,13 +76,14 @@ def listing_slug(address_text: str, mls: str) -> str:
     return f"/mls/{'-'.join(words)}-mls_{mls}/"
 
 
-def gallery(response: Response) -> list[Photo]:
-    """Every photo on the page, modal first, as originals, deduplicated by Spark id."""
-    urls = response.css(f"{MODAL_PHOTO}::attr(src), {MODAL_PHOTO}::attr(data-src)").getall()
-    urls += response.css("img::attr(src), img::attr(data-src), a::attr(href)").getall()
+def gallery(response: Response, mls: str) -> list[Photo]:
+    """This listing's photos — the modal's gallery, then the page's own thumbnails —
+    as originals, deduplicated by Spark id. "Similar listings" are other homes."""
+    images = response.css(f"{MODAL} img") + response.css(PAGE_PHOTOS)
     photos: list[Photo] = []
     seen: set[str] = set()
-    for url in urls:
+    for image in images:
+        url = image.attrib.get("src") or image.attrib.get("data-src") or ""
         match = SPARK_PHOTO.search(response.urljoin(url))
         if not match or match["id"] in seen:
             continue
@@ -87,28 +93,26 @@ def gallery(response: Response) -> list[Photo]:
                 photo_id=match["id"],
                 url=f"{match['prefix']}{match['id']}-o.jpg",
                 position=len(photos),
-                caption="",
-                listing_id=None,
+                caption=image.attrib.get("alt") or "",
+                listing_id=mls,
             )
         )
     return photos
 
 
-def facts(response: Response) -> dict[str, str]:
-    """The labelled facts ("# Bedrooms", "Year Built"...) from the page text."""
-    lines = [" ".join(t.split()) for t in response.css("body *::text").getall()]
-    lines = [line for line in lines if line]
-    found: dict[str, str] = {}
-    for index, line in enumerate(lines):
-        label = line.rstrip(":").strip()
-        if label in FACT_LABELS and index + 1 < len(lines):
-            found.setdefault(FACT_LABELS[label], lines[index + 1])
+def facts(response: Response) -> dict[str, Any]:
+    """The labelled facts ("# Bedrooms: 4", "Year Built: 1995"...) of the listing."""
+    found: dict[str, Any] = {}
+    for row in response.css(FACTS):
+        text = " ".join(" ".join(row.css("::text").getall()).split())
+        label, _, value = text.partition(":")
+        if label.strip() in FACT_LABELS:
+            found[FACT_LABELS[label.strip()]] = number(value.strip())
     return found
 
 
 def listing_status(response: Response) -> str:
-    text = " ".join(response.css("[data-listing-status]::text, .listing-status::text").getall())
-    return " ".join(text.split()).lower()
+    return " ".join(" ".join(response.css(STATUS).getall()).split()).lower()
 
 
 class PhoenixMlsSpider(PropertySpider):
@@ -125,10 +129,18 @@ class PhoenixMlsSpider(PropertySpider):
             SOURCE,
             address,
             self.phoenix_mls_search,
+            # One search page for every address: what differs is what is typed.
+            dont_filter=True,
             playwright=True,
+            # The WAF answers the first navigation with a 403 challenge that
+            # the browser solves by reloading; the page methods wait for the
+            # real page, and the callback checks what was rendered.
+            handle_httpstatus_list=[403],
             playwright_page_methods=[
                 PageMethod("wait_for_selector", SEARCH_INPUT),
-                PageMethod("type", SEARCH_INPUT, query, delay=5),
+                # fill: the whole address in one input event, so the widget asks
+                # once; typing key by key can show "0 matches found" for a prefix.
+                PageMethod("fill", SEARCH_INPUT, query),
                 PageMethod(
                     "wait_for_selector", f"{SUGGESTION}, :text('{NO_MATCHES}')", timeout=15000
                 ),
@@ -137,6 +149,9 @@ class PhoenixMlsSpider(PropertySpider):
 
     def phoenix_mls_search(self, response: Response) -> Iterable[Any]:
         source, address = self.target(response)
+        if kind := self.block_kind(response, SEARCH_INPUT):
+            yield self.outcome(source, address, "blocked", reason=kind)
+            return
         candidates = []
         for text, mls in suggestions(response):
             try:
@@ -162,22 +177,34 @@ class PhoenixMlsSpider(PropertySpider):
             address,
             self.phoenix_mls_detail,
             playwright=True,
+            # The WAF answers the first navigation with a 403 challenge that
+            # the browser solves by reloading; the page methods wait for the
+            # real page, and the callback checks what was rendered.
+            handle_httpstatus_list=[403],
             playwright_page_methods=[
-                PageMethod("wait_for_selector", PHOTO_BUTTON),
-                PageMethod("click", PHOTO_BUTTON),
-                PageMethod("wait_for_selector", MODAL_PHOTO),
+                PageMethod("wait_for_selector", f"{PHOTO_BUTTON}, :text('{NO_MATCHES}')"),
+                # A closed listing has no photo button: click only when there is one.
+                PageMethod("evaluate", OPEN_PHOTOS_JS),
+                PageMethod("wait_for_selector", f"{MODAL_LOADED}, :text('{NO_MATCHES}')"),
             ],
             mls={"candidates": candidates, "visited": visited},
         )
 
     def phoenix_mls_detail(self, response: Response) -> Iterable[Any]:
         source, address = self.target(response)
+        if kind := self.block_kind(response, f"{PHOTO_BUTTON}, .flexmls_connect__no_results"):
+            yield self.outcome(source, address, "blocked", reason=kind)
+            return
         state = response.meta["mls"]
         _, mls = state["candidates"][0]
+        if NO_MATCHES in response.text and not response.css(PHOTO_BUTTON):
+            status = "closed"  # sold or withdrawn: the site shows no listing
+        else:
+            status = listing_status(response)
         listing = {
             "mls": mls,
-            "status": listing_status(response),
-            "photos": gallery(response),
+            "status": status,
+            "photos": gallery(response, mls),
             "facts": facts(response),
         }
         visited = [*state["visited"], listing]
@@ -185,7 +212,11 @@ class PhoenixMlsSpider(PropertySpider):
         if listing["status"] != "active" and rest:
             yield self.phoenix_mls_detail_request(address, rest, visited)
             return
-        best = min(visited, key=lambda v: STATUS_RANK.get(v["status"], 9))
+        live = [v for v in visited if v["status"] != "closed"]
+        if not live:
+            yield self.outcome(source, address, "no_match", reason="0 matches found")
+            return
+        best = min(live, key=lambda v: STATUS_RANK.get(v["status"], 9))
         others = [v["mls"] for v in visited if v is not best] + [c[1] for c in rest]
         yield self.outcome(
             source,

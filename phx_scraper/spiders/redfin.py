@@ -86,7 +86,8 @@ def property_id(row: dict[str, Any]) -> str | None:
     return row_id.split("_", 1)[1] if "_" in row_id else None
 
 
-def photos_from(media: dict[str, Any] | None, listing_id: str | None, start: int) -> list[Photo]:
+def photos_from(media: dict[str, Any] | None, listing_id: str | None) -> list[Photo]:
+    """The full-screen photos of one listing; positions are within that listing."""
     photos: list[Photo] = []
     for entry in (media or {}).get("photos") or ():
         url = (entry.get("photoUrls") or {}).get("fullScreenPhotoUrl")
@@ -98,7 +99,7 @@ def photos_from(media: dict[str, Any] | None, listing_id: str | None, start: int
             Photo(
                 photo_id=photo_id,
                 url=url,
-                position=start + len(photos),
+                position=len(photos),
                 caption=entry.get("photoText") or "",
                 listing_id=listing_id,
             )
@@ -221,7 +222,7 @@ class RedfinSpider(PropertySpider):
             "accessLevel": 1,
         }
         media = above.get("mediaBrowserInfo")
-        photos = photos_from(media, redfin["listing_id"], 0)
+        photos = photos_from(media, redfin["listing_id"])
         yield self.request(
             self.redfin_api("/stingray/api/home/details/belowTheFold", **params),
             SOURCE,
@@ -244,7 +245,7 @@ class RedfinSpider(PropertySpider):
         seen = {p["url"] for p in photos}
         for source_id, media in (history.get("mediaBrowserInfoBySourceId") or {}).items():
             listing_id = str(media.get("listingId") or source_id)
-            for photo in photos_from(media, listing_id, len(photos)):
+            for photo in photos_from(media, listing_id):
                 if photo["url"] not in seen and photo["listing_id"] != redfin["listing_id"]:
                     seen.add(photo["url"])
                     photos.append(photo)
