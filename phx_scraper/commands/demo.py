@@ -11,9 +11,10 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from scrapy.commands import ScrapyCommand
+from scrapy.exceptions import UsageError
 
 from phx_scraper.extensions.manifest import RUNS_DIR, format_summary
 from phx_scraper.sandbox.process import Sandbox
@@ -34,9 +35,13 @@ DEMO_SETTINGS: dict[str, Any] = {
 }
 
 
+# Above the project's settings.py (20), below ``-s`` on the command line (40):
+# a command's own default_settings rank below settings.py and would lose.
+DEMO_PRIORITY = 25
+
+
 class Command(ScrapyCommand):
     requires_project = True
-    default_settings: ClassVar[dict[str, Any]] = DEMO_SETTINGS
 
     def short_desc(self) -> str:
         return "Crawl the bundled replica of the four sources into ./phx-demo/"
@@ -49,6 +54,8 @@ class Command(ScrapyCommand):
 
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
+        assert self.settings is not None
+        self.settings.setdict(DEMO_SETTINGS, priority=DEMO_PRIORITY)
         # Before Scrapy opens LOG_FILE, which lives in it.
         DEMO_DIR.mkdir(exist_ok=True)
 
@@ -58,7 +65,10 @@ class Command(ScrapyCommand):
         demo_csv = resources.files("phx_scraper.sandbox") / "demo_addresses.csv"
         addresses.write_bytes(demo_csv.read_bytes())
         with Sandbox() as sandbox:
-            self.settings.setdict(sandbox.settings(), priority="command")
+            self.settings.setdict(sandbox.settings(), priority=DEMO_PRIORITY)
+            live = [n for n in sandbox.settings() if not self.settings[n].startswith("http://127.")]
+            if live:
+                raise UsageError(f"the demo only crawls the replica; {', '.join(live)} overridden")
             os.environ["PHX_MARICOPA_TOKEN"] = sandbox.token
             crawler = self.crawler_process.create_crawler(opts.spider)
             self.crawler_process.crawl(crawler, addresses=str(addresses))

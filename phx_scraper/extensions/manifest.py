@@ -114,7 +114,7 @@ def build_summary(spider: Spider, reason: str, records: list[dict[str, Any]]) ->
         counts["photos_stored"] += len(record["images"])
         counts["photos_downloaded"] += sum(i["status"] == "downloaded" for i in record["images"])
         counts["photos_rejected"] += len(record["rejected"])
-        if record["status"] not in ("ok", "no_photos"):
+        if record["status"] not in ("ok", "no_photos", "no_match"):
             failures[f"{record['source']}/{record['status']}:{record['reason']}"] += 1
         for rejected in record["rejected"]:
             failures[f"{record['source']}/image:{rejected['reason']}"] += 1
