@@ -135,3 +135,75 @@ def test_mls_without_a_browser_is_blocked_not_empty(sandbox: Sandbox, tmp_path: 
     outcome = outcome_of(crawl, key, "phoenix_mls")
     assert (outcome["status"], outcome["reason"]) == ("blocked", "waf_403")
     assert crawl.manifest["properties"][property_hash(key)]["images"] == []
+
+
+def test_the_dataset_exercises_every_variant_of_sources_md() -> None:
+    """The all-sources crawl above proves each variant parses: make sure each one is there."""
+    homes = dataset.PROPERTIES
+    zillow = [p.zillow for p in homes if p.zillow]
+    redfin = [p.redfin for p in homes if p.redfin]
+    assert {z.layout for z in zillow} == {"component", "page", "apollo"}
+    assert any(z.autocomplete_empty for z in zillow)
+    assert {r.api for r in redfin} == {"ok", "refused_403", "refused_code"}
+    assert {r.embedded for r in redfin if r.api != "ok"} == {"text", "body"}
+    assert not all(r.row_id for r in redfin) and not all(r.exact_match for r in redfin)
+    assert any(r.earlier for r in redfin)
+    assert {p.parcel.layout for p in homes if p.parcel} == {"real", "total"}
+    assert any(len(p.mls) > 1 for p in homes) and any(p.unit for p in homes)
+
+
+@needs_chromium
+def test_shared_photo_is_one_group_with_the_right_best_member(all_crawl: Crawl) -> None:
+    shared = next(s for s in dataset.shared_pictures() if len(s.photos) == 3 and s.identical)
+    entry = all_crawl.manifest["properties"][property_hash(shared.key)]
+    wanted = set(shared.photos)
+    members = [
+        image
+        for image in entry["images"]
+        if {(o["source"], o["photo_id"]) for o in image["origins"]} & wanted
+    ]
+    # Zillow and Redfin gave the same bytes: one file; Phoenix MLS's original: another.
+    assert len(members) == 2
+    identical = next(i for i in members if len(i["origins"]) == 2)
+    assert {(o["source"], o["photo_id"]) for o in identical["origins"]} == set(shared.identical)
+    assert members[0]["group"] is not None and members[0]["group"] == members[1]["group"]
+    best = [i for i in members if i["best"]]
+    assert len(best) == 1 and best[0]["width"] == max(i["width"] for i in members)
+    assert not [i for i in entry["images"] if i["group"] == best[0]["group"] and i not in members]
+
+
+@needs_chromium
+def test_browser_requests_survive_the_jobdir(all_crawl: Crawl) -> None:
+    assert "Unable to serialize" not in all_crawl.log
+
+
+def test_sources_subset(sandbox: Sandbox, tmp_path: Path) -> None:
+    key = dataset.PROPERTIES[0].key
+    crawl = run_crawl(
+        sandbox,
+        tmp_path / "store",
+        "all",
+        f"address={dataset.property_by_key(key).address}",
+        "sources=maricopa,redfin",
+    )
+    assert crawl.returncode == 0, crawl.stderr
+    assert set(crawl.manifest["properties"][property_hash(key)]["sources"]) == {
+        "maricopa",
+        "redfin",
+    }
+
+
+def test_missing_browser_is_one_clear_line(sandbox: Sandbox, tmp_path: Path) -> None:
+    crawl = run_crawl(
+        sandbox,
+        tmp_path / "store",
+        "phoenix_mls",
+        f"address={dataset.PROPERTIES[0].address}",
+        settings={"PHX_BROWSER_EXECUTABLE": "/nonexistent/chromium"},
+    )
+    assert crawl.returncode == 2
+    assert crawl.stderr.strip().splitlines()[-1] == (
+        "error: PHX_BROWSER_EXECUTABLE='/nonexistent/chromium' does not exist; "
+        "install Debian's chromium (apt-get install chromium) or fix the path"
+    )
+    assert not (tmp_path / "store").exists()
