@@ -65,6 +65,8 @@ PHX_IMAGE_QUALITY = 90
 PHX_IMAGE_MAX_PIXELS = 60_000_000
 PHX_IMAGE_WORKERS = 0  # 0 = one per core
 PHX_THUMB_SIZES = [256]
+# Also keep the downloaded bytes under originals/, named by their MD5 (source_md5).
+PHX_STORE_ORIGINALS = False
 # Near-duplicate groups: Hamming distance limits of the 64-bit pHash and dHash.
 PHX_NEAR_DUP_PHASH = 10
 PHX_NEAR_DUP_DHASH = 12

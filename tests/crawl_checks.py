@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from PIL import Image
+
 from phx_scraper.addresses import canonicalize
 from phx_scraper.sandbox import dataset
 
@@ -61,6 +63,8 @@ def check_files(store: Path, manifest: dict[str, Any]) -> set[str]:
     files = {p.relative_to(store).as_posix(): p for p in (store / "full").glob("*/*")}
     for path in files.values():
         assert hashlib.md5(path.read_bytes()).hexdigest() == path.stem
+        with Image.open(path) as image:  # no photographer's location or camera data kept
+            assert not image.getexif() and "icc_profile" not in image.info, path
     named = {image["path"] for e in manifest["properties"].values() for image in e["images"]}
     assert named == set(files)
     return {path.stem for path in files.values()}

@@ -34,8 +34,8 @@ from phx_scraper.items import PropertyImagesItem, RejectedImage, StoredImage
 from phx_scraper.middlewares.blocks import BlockedResponse
 from phx_scraper.middlewares.breaker import SourceGivenUp
 from phx_scraper.sources import image_hosts
-from phx_scraper.store.files import atomic_write, store_content, thumb_path
-from phx_scraper.store.imaging import ImageRejected, ProcessedImage, Standard, process
+from phx_scraper.store.files import EXTENSIONS, atomic_write, store_content, thumb_path
+from phx_scraper.store.imaging import ImageRejected, ProcessedImage, Standard, process, sniff
 from phx_scraper.store.urlindex import IndexEntry, UrlIndex
 
 if TYPE_CHECKING:
@@ -84,6 +84,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
             thumb_sizes=tuple(int(size) for size in settings.getlist("PHX_THUMB_SIZES", [256])),
         )
         workers = settings.getint("PHX_IMAGE_WORKERS") or os.cpu_count() or 2
+        self.keep_originals = settings.getbool("PHX_STORE_ORIGINALS")
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="phx-image")
         self.stats = crawler.stats
         self.settings = settings
@@ -113,13 +114,17 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
             self._reject_untrusted_urls(item)
         return await super().process_item(item)
 
+    def _trusted(self, source: str, url: str) -> bool:
+        """An http(s) URL on the source's CDNs or configured hosts."""
+        allowed = self._hosts.setdefault(source, image_hosts(source, self.settings))
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and parts.netloc in allowed
+
     def _reject_untrusted_urls(self, item: PropertyImagesItem) -> None:
-        """Only http(s) photos from the source's CDNs or configured hosts are fetched."""
-        allowed = self._hosts.setdefault(item.source, image_hosts(item.source, self.settings))
+        """Only trusted photo URLs are fetched; the others are rejected, not dropped."""
         kept = []
         for photo in item.photos:
-            parts = urlsplit(photo["url"])
-            if parts.scheme in ("http", "https") and parts.netloc in allowed:
+            if self._trusted(item.source, photo["url"]):
                 kept.append(photo)
                 continue
             item.rejected.append(
@@ -175,6 +180,11 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
     ) -> FileInfo:
         if response.status != 200:
             raise ImageRejected(f"http_{response.status}")
+        if response.url != request.url and not self._trusted(
+            request.meta["phx_source"], response.url
+        ):
+            # A redirect (MEDIA_ALLOW_REDIRECTS) must land on a trusted host too.
+            raise ImageRejected("host_not_allowed", response.url)
         loop = asyncio.get_running_loop()
         processed, md5, path, written = await loop.run_in_executor(
             self.executor, self._process_and_store, response.body
@@ -199,6 +209,9 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
 
     def _process_and_store(self, body: bytes) -> tuple[ProcessedImage, str, str, bool]:
         processed = process(body, self.standard)
+        if self.keep_originals:
+            kind = sniff(body) or "bin"
+            store_content(self.root, body, EXTENSIONS.get(kind, "bin"), kind="originals")
         md5, path, written = store_content(self.root, processed.data, processed.ext)
         for size, thumb in processed.thumbs.items():
             target = self.root / thumb_path(md5, size)

@@ -5,6 +5,7 @@ never start a crawl. Layout under the store root::
 
     full/<md5[:2]>/<md5>.<ext>      the stored image; md5 = MD5 of this file's bytes
     thumbs/<size>/<md5>.jpg         its thumbnails (longest side = size)
+    originals/<md5[:2]>/<md5>.<ext> the bytes as downloaded (PHX_STORE_ORIGINALS), md5 = source_md5
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ def md5_hex(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def content_path(md5: str, ext: str) -> str:
-    """Relative path of a stored image: ``full/ab/ab…ef.jpg``."""
-    return f"full/{md5[:2]}/{md5}.{ext}"
+def content_path(md5: str, ext: str, kind: str = "full") -> str:
+    """Relative path of a stored image: ``full/ab/ab…ef.jpg`` (or ``originals/…``)."""
+    return f"{kind}/{md5[:2]}/{md5}.{ext}"
 
 
 def thumb_path(md5: str, size: int) -> str:
@@ -62,7 +63,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def store_content(root: Path, data: bytes, ext: str) -> tuple[str, str, bool]:
+def store_content(root: Path, data: bytes, ext: str, kind: str = "full") -> tuple[str, str, bool]:
     """Store ``data`` under its MD5 name unless it is already there.
 
     Returns ``(md5, relative path, written)``. An existing file is never
@@ -70,7 +71,7 @@ def store_content(root: Path, data: bytes, ext: str) -> tuple[str, str, bool]:
     the last time a crawl wanted it.
     """
     md5 = md5_hex(data)
-    rel = content_path(md5, ext)
+    rel = content_path(md5, ext, kind)
     path = root / rel
     if path.exists():
         with contextlib.suppress(OSError):
