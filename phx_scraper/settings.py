@@ -71,6 +71,10 @@ PHX_STORE_ORIGINALS = False
 PHX_NEAR_DUP_PHASH = 10
 PHX_NEAR_DUP_DHASH = 12
 
+# The manifest is checkpointed every N items or T seconds during a crawl.
+PHX_MANIFEST_CHECKPOINT_ITEMS = 50
+PHX_MANIFEST_CHECKPOINT_SECONDS = 60
+
 ITEM_PIPELINES = {
     "phx_scraper.pipelines.images.ContentAddressedImagesPipeline": 300,
 }

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from phx_scraper.sandbox.process import Sandbox
+from phx_scraper.store.schema import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,7 +43,10 @@ class Crawl:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.store / "manifest.json").read_text())
+        """The manifest, checked against its shipped JSON Schema every time a test reads it."""
+        manifest: dict[str, Any] = json.loads((self.store / "manifest.json").read_text())
+        assert validate(manifest) == []
+        return manifest
 
 
 def run_crawl(

@@ -11,6 +11,7 @@ from PIL import Image
 
 from phx_scraper.addresses import canonicalize
 from phx_scraper.sandbox import dataset
+from phx_scraper.store.files import TEMP_PREFIX
 
 #: The reason the store gives for each fault the replica's CDN serves.
 FAULT_REASONS = {
@@ -60,7 +61,11 @@ def check_source(manifest: dict[str, Any], source: str, keys: list[str] | None =
 
 def check_files(store: Path, manifest: dict[str, Any]) -> set[str]:
     """Every stored file is named by its MD5, and manifest and files agree exactly."""
-    files = {p.relative_to(store).as_posix(): p for p in (store / "full").glob("*/*")}
+    files = {
+        p.relative_to(store).as_posix(): p
+        for p in (store / "full").glob("*/*")
+        if not p.name.startswith(TEMP_PREFIX)  # a killed writer's leftovers, not content
+    }
     for path in files.values():
         assert hashlib.md5(path.read_bytes()).hexdigest() == path.stem
         with Image.open(path) as image:  # no photographer's location or camera data kept

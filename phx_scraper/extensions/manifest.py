@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +35,24 @@ RUNS_DIR = "runs"
 
 
 class ManifestWriter:
-    def __init__(self, root: Path, crawler: Crawler, thresholds: Thresholds) -> None:
+    def __init__(
+        self,
+        root: Path,
+        crawler: Crawler,
+        thresholds: Thresholds,
+        checkpoint_items: int = 50,
+        checkpoint_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.root = root
         self.thresholds = thresholds
         self.crawler = crawler
         self.records: list[dict[str, Any]] = []
+        self.flushed = 0  # records[:flushed] are already in the manifest on disk
+        self.checkpoint_items = checkpoint_items
+        self.checkpoint_seconds = checkpoint_seconds
+        self.clock = clock
+        self.last_checkpoint = clock()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -46,7 +61,13 @@ class ManifestWriter:
             phash=crawler.settings.getint("PHX_NEAR_DUP_PHASH", Thresholds.phash),
             dhash=crawler.settings.getint("PHX_NEAR_DUP_DHASH", Thresholds.dhash),
         )
-        ext = cls(root, crawler, thresholds)
+        ext = cls(
+            root,
+            crawler,
+            thresholds,
+            checkpoint_items=crawler.settings.getint("PHX_MANIFEST_CHECKPOINT_ITEMS", 50),
+            checkpoint_seconds=crawler.settings.getfloat("PHX_MANIFEST_CHECKPOINT_SECONDS", 60),
+        )
         crawler.signals.connect(ext.item_scraped, signal=signals.item_scraped)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         return ext
@@ -54,6 +75,18 @@ class ManifestWriter:
     def item_scraped(self, item: Any, spider: Spider) -> None:
         if isinstance(item, PropertyImagesItem):
             self.records.append(dataclasses.asdict(item))
+            pending = len(self.records) - self.flushed
+            due = self.clock() - self.last_checkpoint >= self.checkpoint_seconds
+            if pending >= self.checkpoint_items or due:
+                self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Merge what is pending into the manifest: a killed crawl loses at most this window,
+        and the URL index lets the next run add that window back without downloading it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        manifest_store.update(self.root, self.records[self.flushed :], self.thresholds)
+        self.flushed = len(self.records)
+        self.last_checkpoint = self.clock()
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -63,7 +96,7 @@ class ManifestWriter:
             # leave the pair silently absent from the manifest.
             self.records += [self.no_outcome(spider, *pair) for pair in unfinished]
             unfinished = []
-        manifest_store.update(self.root, self.records, self.thresholds)
+        self.checkpoint()
         summary = build_summary(spider, reason, self.records)
         summary["unfinished"] = len(unfinished)
         summary["breaker"] = breaker_figures(self.crawler.stats.get_stats())

@@ -55,7 +55,15 @@ logger = logging.getLogger(__name__)
 RUNS_DIR = "runs"
 LOCK_PATH = "locks/runs.lock"
 DEFAULT_KEEP = 100
-REQUIRED = ("run_id", "spider", "sources", "arguments", "started_at", "finished_at", "finish_reason")
+REQUIRED = (
+    "run_id",
+    "spider",
+    "sources",
+    "arguments",
+    "started_at",
+    "finished_at",
+    "finish_reason",
+)
 RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 #: Argument names holding credentials (substring match, any case).
 SECRET_WORDS = ("token", "password", "secret", "auth", "key")
@@ -207,15 +215,14 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
 
 def summarize(record: Mapping[str, Any]) -> dict[str, Any]:
     """The figures ``scrapy runs`` shows, from a record of any age (absent ones are None)."""
-    sources = record.get("sources")
-    counts = [c for c in sources.values() if isinstance(c, dict)] if isinstance(sources, dict) else []
-    breaker = record.get("breaker")
-    figures = [f for f in breaker.values() if isinstance(f, dict)] if isinstance(breaker, dict) else []
-    checked = record.get("reconcile") if isinstance(record.get("reconcile"), dict) else {}
+    sources = _dict(record.get("sources"))
+    counts = [c for c in sources.values() if isinstance(c, dict)]
+    figures = [f for f in _dict(record.get("breaker")).values() if isinstance(f, dict)]
+    checked = _dict(record.get("reconcile"))
     return {
         "run_id": record.get("run_id"),
         "spider": record.get("spider"),
-        "sources": sorted(sources) if isinstance(sources, dict) else [],
+        "sources": sorted(sources),
         "started_at": record.get("started_at"),
         "finished_at": record.get("finished_at"),
         "finish_reason": record.get("finish_reason"),
@@ -406,3 +413,7 @@ def _timestamp(value: Any) -> float | None:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,56 @@
+"""A crawl killed with SIGKILL leaves orphans at most; the next crawl completes the store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from phx_scraper.sandbox import dataset
+from phx_scraper.sandbox.process import Sandbox
+from phx_scraper.store.reconcile import reconcile
+from tests.conftest import FAST, ROOT, run_crawl
+from tests.crawl_checks import check_files, check_source
+
+KEYS = ["sunrise", "elgin", "ivanhoe", "caminito"]
+
+
+def test_kill_between_image_writes_and_manifest(sandbox: Sandbox, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    csv = tmp_path / "homes.csv"
+    csv.write_text("address\n" + "".join(f'"{dataset.property_by_key(k).address}"\n' for k in KEYS))
+    # Slow images: the crawl is still downloading when it is killed.
+    sandbox.set_fault("redfin", "cdn_slow:0.2")
+    try:
+        settings = {**FAST, **sandbox.settings(), "IMAGES_STORE": str(store)}
+        command = [sys.executable, "-m", "scrapy", "crawl", "redfin", "-a", f"addresses={csv}"]
+        for key, value in settings.items():
+            command += ["-s", f"{key}={value}"]
+        proc = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 60
+        while len(list(store.glob("full/*/*"))) < 5:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        sandbox.clear_faults("redfin")
+    stored_before = {p.stem for p in store.glob("full/*/*") if not p.name.startswith(".tmp-")}
+    report = reconcile(store)
+    assert report.errors == [] and report.exit_code == 0
+    sandbox.clear_requests()
+    crawl = run_crawl(sandbox, store, "redfin", f"addresses={csv}")
+    assert crawl.returncode == 0, crawl.stderr
+    assert check_source(crawl.manifest, "redfin", KEYS) > 0
+    assert stored_before <= check_files(store, crawl.manifest)
+    # What was durable before the kill was not downloaded again.
+    fetched = {r["path"] for r in sandbox.requests("redfin") if r["path"].startswith("/photo/")}
+    expected = {p.path for k in KEYS for p in dataset.expected_photos("redfin", k)}
+    assert len(fetched) <= len(expected) - len(stored_before)
+    after = reconcile(store)
+    assert after.errors == [] and after.warnings == []  # temp leftovers are not orphans
