@@ -87,6 +87,9 @@ PHX_BREAKER_FAILURES = 3
 PHX_BREAKER_COOLDOWN = 300
 PHX_BREAKER_MAX_COOLDOWN = 3600
 PHX_BREAKER_MAX_TRIPS = 4
+# A page that answered with a block page is asked again (after the breaker's
+# hold) this many times before its property is recorded as blocked.
+PHX_BLOCK_RETRIES = 4
 
 DOWNLOADER_MIDDLEWARES = {
     # Between Redirect (600) and Cookies (700): a block (a 302 to the

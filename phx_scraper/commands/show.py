@@ -94,12 +94,12 @@ def format_property(prop: dict[str, Any]) -> str:
     for image in images:
         groups.setdefault(image.get("group"), []).append(image)
     named = sorted(g for g in groups if g is not None)
-    lines.append(f"images: {len(images)} stored, {len(named)} near-duplicate groups")
+    lines.append(f"images: {len(images)} stored, {_count(len(named), 'near-duplicate group')}")
     for group in named:
-        lines.append(f"  group {group} ({len(groups[group])} images)")
+        lines.append(f"  group {group} ({_count(len(groups[group]), 'image')})")
         lines += [_image_line(image) for image in _by_position(groups[group])]
     if None in groups:
-        lines.append(f"  no near-duplicate ({len(groups[None])} images)")
+        lines.append(f"  no near-duplicate ({_count(len(groups[None]), 'image')})")
         lines += [_image_line(image) for image in _by_position(groups[None])]
     rejected = prop.get("rejected") or []
     lines.append(f"rejected: {len(rejected)}")
@@ -168,3 +168,7 @@ def _pairs(values: dict[str, Any]) -> str:
 
 def _dash(value: Any) -> str:
     return "-" if value is None else str(value)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

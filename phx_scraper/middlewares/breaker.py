@@ -254,6 +254,8 @@ class Breaker:
             entry.failures += 1
             if entry.failures >= self.failures:
                 self._trip(slot, entry, f"{entry.failures} in a row, last {reason}", retry_after)
+            elif retry_after is not None:
+                self._pause(slot, entry, reason, retry_after)
         elif entry.state is State.HALF_OPEN:
             self._trip(slot, entry, f"probe failed: {reason}", retry_after)
         elif entry.state is State.OPEN and retry_after is not None:
@@ -349,6 +351,20 @@ class Breaker:
             self._give_up(slot, entry, f"{reason}; Retry-After {wait:.0f}s exceeds the cap")
         else:
             self._move(slot, entry, State.OPEN, reason)
+
+    def _pause(self, slot: str, entry: SlotState, reason: str, retry_after: float) -> None:
+        """The site said when to come back: wait that long, below the failure threshold too.
+
+        Not a trip (no growing cooldown), but the same hold and single probe after it.
+        """
+        if retry_after > self.max_cooldown:
+            self._give_up(slot, entry, f"{reason}; Retry-After {retry_after:.0f}s exceeds the cap")
+            return
+        entry.probe_at = None
+        if entry.opened_at is None:
+            entry.opened_at = self.clock()
+        entry.open_until = self.clock() + retry_after
+        self._move(slot, entry, State.OPEN, f"{reason}; Retry-After {retry_after:.0f}s")
 
     def _honour_retry_after(self, slot: str, entry: SlotState, retry_after: float) -> None:
         until = self.clock() + retry_after

@@ -167,6 +167,13 @@ class PropertySpider(scrapy.Spider):
         address = self.targets[phx["property_hash"]]
         status = "failed"
         if isinstance(failure.value, BlockedResponse):
+            retries = request.meta.get("phx_block_retries", 0)
+            if retries < self.settings.getint("PHX_BLOCK_RETRIES"):
+                # The circuit breaker holds this domain's requests during its
+                # cooldown: asking again waits for it instead of hammering.
+                meta = {**request.meta, "phx_block_retries": retries + 1}
+                yield request.replace(dont_filter=True, meta=meta)
+                return
             status, reason = "blocked", failure.value.kind
         elif isinstance(failure.value, SourceGivenUp):
             status, reason = "blocked", "breaker_gave_up"
