@@ -75,6 +75,9 @@ PHX_NEAR_DUP_DHASH = 12
 PHX_MANIFEST_CHECKPOINT_ITEMS = 50
 PHX_MANIFEST_CHECKPOINT_SECONDS = 60
 
+# Run records kept under <IMAGES_STORE>/runs/ (older ones are pruned).
+PHX_RUNS_KEEP = 100
+
 ITEM_PIPELINES = {
     "phx_scraper.pipelines.images.ContentAddressedImagesPipeline": 300,
 }

@@ -8,7 +8,6 @@ durable on disk.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections import Counter
@@ -19,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from scrapy import Spider, signals
 
 from phx_scraper.items import PropertyImagesItem
+from phx_scraper.store import history
 from phx_scraper.store import manifest as manifest_store
-from phx_scraper.store.files import atomic_write
 from phx_scraper.store.neardup import Thresholds
 from phx_scraper.store.reconcile import log_report, reconcile, reconcile_report
 
@@ -53,6 +52,8 @@ class ManifestWriter:
         self.checkpoint_seconds = checkpoint_seconds
         self.clock = clock
         self.last_checkpoint = clock()
+        self.keep_runs = history.DEFAULT_KEEP
+        self.previous: manifest_store.Manifest | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -69,7 +70,9 @@ class ManifestWriter:
             checkpoint_seconds=crawler.settings.getfloat("PHX_MANIFEST_CHECKPOINT_SECONDS", 60),
         )
         crawler.signals.connect(ext.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
+        ext.keep_runs = crawler.settings.getint("PHX_RUNS_KEEP", history.DEFAULT_KEEP)
         return ext
 
     def item_scraped(self, item: Any, spider: Spider) -> None:
@@ -97,13 +100,42 @@ class ManifestWriter:
             self.records += [self.no_outcome(spider, *pair) for pair in unfinished]
             unfinished = []
         self.checkpoint()
+        stats = self.crawler.stats
+        start_time = stats.get_value("start_time")
+        run_id = getattr(spider, "run_id", "")
+        changes = history.change_log(
+            self.previous,
+            manifest_store.load(self.root),
+            run_id,
+            {(r["property_hash"], r["source"]) for r in self.records},
+        )
         summary = build_summary(spider, reason, self.records)
-        summary["unfinished"] = len(unfinished)
-        summary["breaker"] = breaker_figures(self.crawler.stats.get_stats())
-        summary["reconcile"] = self.check_store(summary["run_id"])
-        run_path = self.root / RUNS_DIR / f"{summary['run_id']}.json"
-        atomic_write(run_path, json.dumps(summary, indent=1, sort_keys=True).encode() + b"\n")
+        summary.update(
+            sources_crawled=list(getattr(spider, "sources", ())),
+            arguments=history.redact(getattr(spider, "arguments", {})),
+            started_at=history.iso_time(start_time) if start_time else manifest_store.utc_now(),
+            finished_at=manifest_store.utc_now(),
+            stats=history.stats_summary(stats.get_stats()),
+            unfinished=len(unfinished),
+            breaker=breaker_figures(stats.get_stats()),
+            changes=changes["totals"],
+            reconcile=self.check_store(run_id),
+        )
+        try:
+            history.write_run(self.root, summary, keep=self.keep_runs)
+            history.write_changes(self.root, run_id, changes)
+        except history.RunRecordError as exc:
+            logger.error("Run record not written: %s", exc)
         logger.info("%s", format_summary(summary), extra={"spider": spider})
+
+    def spider_opened(self, spider: Spider) -> None:
+        # What the store held before this run: the change log compares with it
+        # (checkpoints rewrite the manifest during the crawl).
+        try:
+            self.previous = manifest_store.load(self.root)
+        except manifest_store.ManifestError as exc:
+            logger.error("%s", exc)
+            self.previous = None
 
     def unfinished(self, spider: Spider) -> list[tuple[str, str]]:
         """(property_hash, source) pairs of this crawl that have no outcome yet."""

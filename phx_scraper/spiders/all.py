@@ -24,3 +24,4 @@ class AllSpider(ZillowSpider, RedfinSpider, MaricopaSpider, PhoenixMlsSpider):
         super().__init__(*args, **kwargs)
         if sources is not None:
             self.sources = parse_sources(sources)
+            self.arguments["sources"] = sources

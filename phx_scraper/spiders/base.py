@@ -10,6 +10,7 @@ outcome items, errbacks, browser requests — lives here.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
+
+
+RUN_ID = re.compile(r"[0-9a-f]{8}")
 
 
 def number(value: Any) -> Any:
@@ -70,11 +74,16 @@ class PropertySpider(scrapy.Spider):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        given = {"addresses": addresses, "address": address, "force": force, "run_id": run_id}
+        #: The spider's -a arguments, for the run record (secrets are redacted there).
+        self.arguments: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         batch = load_from_args(addresses=addresses, address=address)
         for warning in batch.warnings:
             logger.warning("%s", warning)
         self.targets: dict[str, Address] = {a.property_hash: a for a in batch.addresses}
         self.force = parse_flag("force", force)
+        if run_id is not None and not RUN_ID.fullmatch(run_id):
+            raise ValueError(f"-a run_id={run_id!r}: expected 8 hex characters")
         self.run_id = run_id or secrets.token_hex(4)
 
     @classmethod
