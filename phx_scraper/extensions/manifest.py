@@ -12,14 +12,17 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Spider, signals
+from scrapy.utils.defer import deferred_from_coro
 
 from phx_scraper.items import PropertyImagesItem
 from phx_scraper.store import history
 from phx_scraper.store import manifest as manifest_store
+from phx_scraper.store.locks import LockTimeout, store_lock
 from phx_scraper.store.neardup import Thresholds
 from phx_scraper.store.reconcile import log_report, reconcile, reconcile_report
 
@@ -54,6 +57,7 @@ class ManifestWriter:
         self.last_checkpoint = clock()
         self.keep_runs = history.DEFAULT_KEEP
         self.previous: manifest_store.Manifest | None = None
+        self.store_hold = ExitStack()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -78,6 +82,10 @@ class ManifestWriter:
     def item_scraped(self, item: Any, spider: Spider) -> None:
         if isinstance(item, PropertyImagesItem):
             self.records.append(dataclasses.asdict(item))
+            locks = getattr(spider, "property_locks", None)
+            if locks is not None and item.status != "blocked":
+                # Kept while blocked: the pair is not done, and a retry may follow.
+                locks.release(item.property_hash, item.source)
             pending = len(self.records) - self.flushed
             due = self.clock() - self.last_checkpoint >= self.checkpoint_seconds
             if pending >= self.checkpoint_items or due:
@@ -92,6 +100,15 @@ class ManifestWriter:
         self.last_checkpoint = self.clock()
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
+        try:
+            self.finish(spider, reason)
+        finally:
+            locks = getattr(spider, "property_locks", None)
+            if locks is not None:
+                locks.release_all()
+            self.store_hold.close()
+
+    def finish(self, spider: Spider, reason: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         unfinished = self.unfinished(spider)
         if reason == "finished":
@@ -129,6 +146,15 @@ class ManifestWriter:
         logger.info("%s", format_summary(summary), extra={"spider": spider})
 
     def spider_opened(self, spider: Spider) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            # Shared with other crawls; cleanup and repair wait for it.
+            self.store_hold.enter_context(store_lock(self.root, exclusive=False))
+        except LockTimeout as exc:
+            logger.error("%s", exc)
+            assert self.crawler.engine is not None
+            deferred_from_coro(self.crawler.engine.close_spider_async(reason="store_locked"))
+            return
         # What the store held before this run: the change log compares with it
         # (checkpoints rewrite the manifest during the crawl).
         try:
@@ -140,6 +166,7 @@ class ManifestWriter:
     def unfinished(self, spider: Spider) -> list[tuple[str, str]]:
         """(property_hash, source) pairs of this crawl that have no outcome yet."""
         done = {(r["property_hash"], r["source"]) for r in self.records}
+        done |= getattr(spider, "skipped", set())
         targets = getattr(spider, "targets", {})
         sources = getattr(spider, "sources", ())
         return [(h, s) for h in targets for s in sources if (h, s) not in done]

@@ -13,6 +13,7 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import scrapy
@@ -24,6 +25,7 @@ from phx_scraper.browser import browser_settings, browser_sources
 from phx_scraper.items import Photo, PropertyImagesItem
 from phx_scraper.middlewares.blocks import BlockedResponse
 from phx_scraper.middlewares.breaker import SourceGivenUp
+from phx_scraper.store.locks import PropertyLocks
 
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
@@ -82,6 +84,9 @@ class PropertySpider(scrapy.Spider):
             logger.warning("%s", warning)
         self.targets: dict[str, Address] = {a.property_hash: a for a in batch.addresses}
         self.force = parse_flag("force", force)
+        #: (property_hash, source) pairs left to another crawl holding their lock.
+        self.skipped: set[tuple[str, str]] = set()
+        self.property_locks: PropertyLocks | None = None
         if run_id is not None and not RUN_ID.fullmatch(run_id):
             raise ValueError(f"-a run_id={run_id!r}: expected 8 hex characters")
         self.run_id = run_id or secrets.token_hex(4)
@@ -96,8 +101,16 @@ class PropertySpider(scrapy.Spider):
         logger.info(
             "Run %s: %d properties on %s", self.run_id, len(self.targets), ", ".join(self.sources)
         )
+        self.property_locks = PropertyLocks(Path(self.settings["IMAGES_STORE"]))
         for address in self.targets.values():
             for source in self.sources:
+                holder = self.property_locks.try_acquire(address.property_hash, source)
+                if holder is not None:
+                    # Another crawl on this store is extracting the pair: it will
+                    # write the outcome; doing it twice at once helps nobody.
+                    logger.info("%s: skipping %s, %s has it", source, address.canonical, holder)
+                    self.skipped.add((address.property_hash, source))
+                    continue
                 for request in getattr(self, f"{source}_start")(address):
                     yield request
 

@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from phx_scraper.store.files import atomic_write
+from phx_scraper.store.locks import manifest_lock
 from phx_scraper.store.neardup import Thresholds, assign_groups
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-LOCK_PATH = "locks/manifest.lock"
 
 Manifest = dict[str, Any]
 
@@ -77,10 +76,9 @@ def save(root: Path, manifest: Manifest) -> None:
     atomic_write(root / MANIFEST_NAME, data + b"\n")
 
 
-def lock(root: Path, timeout: float = 120) -> FileLock:
-    path = root / LOCK_PATH
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(path, timeout=timeout)
+def lock(root: Path, timeout: float = 120) -> AbstractContextManager[None]:
+    """The manifest lock (see ``store.locks``): one read-merge-write at a time."""
+    return manifest_lock(root, timeout)
 
 
 def update(
