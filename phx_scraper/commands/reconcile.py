@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import secrets
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from filelock import Timeout
 from scrapy.commands import ScrapyCommand
 
+from phx_scraper.store.locks import LockTimeout, store_lock
 from phx_scraper.store.manifest import ManifestError
 from phx_scraper.store.reconcile import (
     Issue,
@@ -53,16 +54,12 @@ class Command(ScrapyCommand):
         assert self.settings is not None
         root = Path(self.settings["IMAGES_STORE"]).resolve()
         try:
-            report = reconcile(root, repair=opts.repair)
-        except (StoreNotFound, ManifestError) as exc:
+            # Repair changes the store: no crawl may run meanwhile (a check may).
+            hold = store_lock(root, exclusive=True) if opts.repair else nullcontext()
+            with hold:
+                report = reconcile(root, repair=opts.repair)
+        except (StoreNotFound, ManifestError, LockTimeout) as exc:
             print(f"error: {exc}", file=sys.stderr)
-            self.exitcode = 2
-            return
-        except Timeout:
-            print(
-                f"error: {root}: the manifest is locked (a crawl is writing it); try again",
-                file=sys.stderr,
-            )
             self.exitcode = 2
             return
         data = report.to_dict()
