@@ -63,6 +63,8 @@ PHX_IMAGE_MAX_SIDE = 2048
 PHX_IMAGE_FORMAT = "jpeg"
 PHX_IMAGE_QUALITY = 90
 PHX_IMAGE_MAX_PIXELS = 60_000_000
+# Keep (or convert to sRGB and drop) the ICC colour profile of stored images.
+PHX_IMAGE_KEEP_ICC = False
 PHX_IMAGE_WORKERS = 0  # 0 = one per core
 PHX_THUMB_SIZES = [256]
 # Also keep the downloaded bytes under originals/, named by their MD5 (source_md5).
@@ -94,6 +96,14 @@ PHX_BREAKER_MAX_TRIPS = 4
 # hold) this many times before its property is recorded as blocked.
 PHX_BLOCK_RETRIES = 4
 
+# Incremental crawls: a property/source pair completed less than this many
+# days ago is not visited again (-a refresh_days=N per crawl, -a force=1 for all).
+DELTAFETCH_ENABLED = True
+PHX_REFRESH_DAYS = 7
+SPIDER_MIDDLEWARES = {
+    "phx_scraper.middlewares.deltafetch.ItemConfirmedDeltaFetch": 100,
+}
+
 DOWNLOADER_MIDDLEWARES = {
     # Between Redirect (600) and Cookies (700): a block (a 302 to the
     # rate-limit page included) is seen before redirects and retries act on it.
@@ -103,7 +113,10 @@ DOWNLOADER_MIDDLEWARES = {
 }
 EXTENSIONS = {
     "phx_scraper.extensions.manifest.ManifestWriter": 500,
+    "phx_scraper.extensions.progress.ProgressLog": 600,
 }
+# Progress: one log line every PHX_PROGRESS_INTERVAL seconds (0 = none).
+PHX_PROGRESS_INTERVAL = 30
 
 # Browser: which sources fetch their pages through scrapy-playwright.
 PHX_BROWSER_SOURCES = "zillow,phoenix_mls"

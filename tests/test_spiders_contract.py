@@ -70,9 +70,9 @@ def test_no_url_is_written_in_the_spider_code(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_construction_sends_nothing_and_first_requests_use_settings(
-    name: str, caplog: pytest.LogCaptureFixture
+    name: str, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    settings = {**fake_urls(), "PHX_BROWSER_SOURCES": ""}
+    settings = {**fake_urls(), "PHX_BROWSER_SOURCES": "", "IMAGES_STORE": str(tmp_path)}
     crawler = get_crawler(LOADER.load(name), settings)
     with caplog.at_level(logging.DEBUG):
         spider = crawler.spidercls.from_crawler(crawler, address=ADDRESS)

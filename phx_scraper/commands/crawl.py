@@ -16,7 +16,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from phx_scraper.addresses import AddressInputError, load_from_args
 from phx_scraper.browser import BrowserNotFound
 from phx_scraper.sources import parse_sources
-from phx_scraper.spiders.base import RUN_ID, parse_flag
+from phx_scraper.spiders.base import RUN_ID, parse_days, parse_flag
 
 if TYPE_CHECKING:
     import argparse
@@ -29,6 +29,7 @@ class Command(ScrapyCrawlCommand):
         try:
             load_from_args(spargs.get("addresses"), spargs.get("address"))
             parse_flag("force", spargs.get("force"))
+            parse_days(spargs.get("refresh_days"))
             run_id = spargs.get("run_id")
             if run_id is not None and not RUN_ID.fullmatch(run_id):
                 raise ValueError(f"-a run_id={run_id!r}: expected 8 hex characters")

@@ -25,6 +25,7 @@ from phx_scraper.store import manifest as manifest_store
 from phx_scraper.store.locks import LockTimeout, store_lock
 from phx_scraper.store.neardup import Thresholds
 from phx_scraper.store.reconcile import log_report, reconcile, reconcile_report
+from phx_scraper.store.report import write_report
 
 if TYPE_CHECKING:
     from typing import Self
@@ -134,6 +135,10 @@ class ManifestWriter:
             finished_at=manifest_store.utc_now(),
             stats=history.stats_summary(stats.get_stats()),
             unfinished=len(unfinished),
+            skipped={
+                "complete": stats.get_value("phx/skipped/complete", 0),
+                "locked_by_another_crawl": stats.get_value("phx/skipped/locked", 0),
+            },
             breaker=breaker_figures(stats.get_stats()),
             changes=changes["totals"],
             reconcile=self.check_store(run_id),
@@ -143,6 +148,12 @@ class ManifestWriter:
             history.write_changes(self.root, run_id, changes)
         except history.RunRecordError as exc:
             logger.error("Run record not written: %s", exc)
+        try:
+            report = write_report(self.root, run_id or None)
+        except (OSError, manifest_store.ManifestError) as exc:
+            logger.error("Report not written: %s", exc)
+        else:
+            logger.info("Report: %s", report.as_uri())
         logger.info("%s", format_summary(summary), extra={"spider": spider})
 
     def spider_opened(self, spider: Spider) -> None:
@@ -264,6 +275,13 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"{figures.get('trips', 0)}, open {figures.get('open_seconds', 0):.0f}s"
                 + (", given up" if figures.get("given_up") else "")
             )
+    skipped = summary.get("skipped") or {}
+    if any(skipped.values()):
+        lines.append(
+            f"  skipped: {skipped.get('complete', 0)} property/source pairs complete in an"
+            f" earlier run, {skipped.get('locked_by_another_crawl', 0)} being extracted by"
+            " another crawl"
+        )
     if summary.get("unfinished"):
         lines.append(f"  {summary['unfinished']} property/source pairs unfinished (next run)")
     if checked := summary.get("reconcile"):

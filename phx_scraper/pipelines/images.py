@@ -81,6 +81,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
             max_side=settings.getint("PHX_IMAGE_MAX_SIDE", 2048),
             format=image_format,
             quality=settings.getint("PHX_IMAGE_QUALITY", 90),
+            keep_icc=settings.getbool("PHX_IMAGE_KEEP_ICC"),
             thumb_sizes=tuple(int(size) for size in settings.getlist("PHX_THUMB_SIZES", [256])),
         )
         workers = settings.getint("PHX_IMAGE_WORKERS") or os.cpu_count() or 2

@@ -49,6 +49,18 @@ def number(value: Any) -> Any:
     return value
 
 
+def parse_days(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        days = float(value)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise ValueError(f"-a refresh_days={value!r}: expected a number of days (0 or more)")
+    return days
+
+
 def parse_flag(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -73,10 +85,17 @@ class PropertySpider(scrapy.Spider):
         address: str | None = None,
         force: str | None = None,
         run_id: str | None = None,
+        refresh_days: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        given = {"addresses": addresses, "address": address, "force": force, "run_id": run_id}
+        given = {
+            "addresses": addresses,
+            "address": address,
+            "force": force,
+            "run_id": run_id,
+            "refresh_days": refresh_days,
+        }
         #: The spider's -a arguments, for the run record (secrets are redacted there).
         self.arguments: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         batch = load_from_args(addresses=addresses, address=address)
@@ -84,6 +103,7 @@ class PropertySpider(scrapy.Spider):
             logger.warning("%s", warning)
         self.targets: dict[str, Address] = {a.property_hash: a for a in batch.addresses}
         self.force = parse_flag("force", force)
+        self.refresh_days = parse_days(refresh_days)
         #: (property_hash, source) pairs left to another crawl holding their lock.
         self.skipped: set[tuple[str, str]] = set()
         self.property_locks: PropertyLocks | None = None
@@ -110,6 +130,7 @@ class PropertySpider(scrapy.Spider):
                     # write the outcome; doing it twice at once helps nobody.
                     logger.info("%s: skipping %s, %s has it", source, address.canonical, holder)
                     self.skipped.add((address.property_hash, source))
+                    self.crawler.stats.inc_value("phx/skipped/locked")
                     continue
                 for request in getattr(self, f"{source}_start")(address):
                     yield request

@@ -126,6 +126,7 @@ class MaricopaSpider(PropertySpider):
                     address,
                     self.maricopa_parcel,
                     maricopa={"apn": apn, "api_url": api},
+                    deltafetch_key=f"{SOURCE}:{format_apn(apn)}",
                 )
                 return
         yield self.outcome(source, address, "no_match", reason="no_exact_address")

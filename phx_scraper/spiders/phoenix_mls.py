@@ -188,6 +188,8 @@ class PhoenixMlsSpider(PropertySpider):
                 PageMethod("wait_for_selector", f"{MODAL_LOADED}, :text('{NO_MATCHES}')"),
             ],
             mls={"candidates": candidates, "visited": visited},
+            # Only the first visit is the pair's: later ones follow relistings.
+            deltafetch_key=None if visited else f"{SOURCE}:{mls}",
         )
 
     def phoenix_mls_detail(self, response: Response) -> Iterable[Any]:

@@ -158,6 +158,7 @@ class RedfinSpider(PropertySpider):
             address,
             self.redfin_initial_info,
             redfin={"path": path, "property_id": property_id(row)},
+            deltafetch_key=f"{SOURCE}:{property_id(row)}",
         )
 
     def redfin_initial_info(self, response: Response) -> Iterable[Any]:

@@ -167,6 +167,8 @@ class ZillowSpider(PropertySpider):
 
     def zillow_page(self, url: str, address: Address, zpid: str | None = None) -> scrapy.Request:
         meta: dict[str, Any] = {"zpid": zpid}
+        if zpid is not None:
+            meta["deltafetch_key"] = f"{SOURCE}:{zpid}"
         if self.uses_browser(SOURCE):
             meta["playwright"] = True
         return self.request(url, SOURCE, address, self.zillow_detail, **meta)

@@ -378,7 +378,7 @@ def _prune(root: Path, keep: int, exclude: str) -> None:
         logger.warning("Run history: %s", problem)
     others = [run for run in scan.runs if run.run_id != exclude]
     for run in others[keep:]:
-        for companion in sorted(run.path.parent.glob(f"{run.run_id}.*.json")):
+        for companion in sorted(run.path.parent.glob(f"{run.run_id}.*.*")):
             companion.unlink(missing_ok=True)
         run.path.unlink(missing_ok=True)
         logger.debug("Run history: pruned run %s", run.run_id)

@@ -2,18 +2,35 @@
 
 One decode serves every check, the thumbnails and the perceptual hashes
 (computed on the largest thumbnail: the same hash, a fraction of the work).
-Rejections carry a short reason that ends up
-in the manifest and in the stats (``phx/image/rejected/<reason>``).
+The pixel count is checked from the header before that decode, so a
+decompression bomb costs no memory. Rejections carry a short reason that ends
+up in the manifest and in the stats (``phx/image/rejected/<reason>``).
+
+What is stored:
+
+* A JPEG that is upright, within ``max_side``, YCbCr or grayscale and in sRGB
+  (no ICC profile, or one that renders as sRGB) is kept byte for byte minus its
+  metadata segments and anything after its end of image: no generation loss,
+  and the same photo served by two sites with different EXIF gets one md5. It
+  keeps its own colour model, so a grayscale JPEG stays grayscale.
+* Everything else is re-encoded as ``format``, always RGB: the first frame,
+  flattened onto white, converted to sRGB through its ICC profile, capped to
+  ``max_side`` (never upscaled) and turned upright by its EXIF orientation.
+
+Neither path keeps EXIF, GPS, XMP, IPTC or comments: listing photos must not
+carry the photographer's location into the store. The ICC profile goes too,
+unless ``keep_icc``: then an RGB profile is kept and the pixels are left in it.
 """
 
 from __future__ import annotations
 
+import functools
 import io
-import warnings
+import re
 from dataclasses import dataclass
 
 import imagehash
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageChops, ImageCms
 
 from phx_scraper.store.files import EXTENSIONS, md5_hex
 
@@ -26,6 +43,27 @@ _MAGIC = (
 )
 
 _SAVE_FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+# What the viewer does for each EXIF orientation (1 and unknown values: nothing).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_SIDES = {5, 6, 7, 8}
+
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# Every 17th level of each channel: enough to tell a profile apart from sRGB.
+_PROBES = {
+    "RGB": Image.frombytes(
+        "RGB", (4096, 1), bytes(v for i in range(4096) for v in (i >> 8, i >> 4 & 15, i & 15))
+    ).point(lambda v: v * 17),
+    "L": Image.frombytes("L", (256, 1), bytes(range(256))),
+}
 
 
 class ImageRejected(Exception):
@@ -47,6 +85,12 @@ class Standard:
     format: str = "jpeg"
     quality: int = 90
     thumb_sizes: tuple[int, ...] = (256,)
+    #: Keep the source's ICC profile instead of converting the pixels to sRGB.
+    keep_icc: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in _SAVE_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(_SAVE_FORMATS)}: {self.format!r}")
 
 
 @dataclass(frozen=True)
@@ -78,78 +122,165 @@ def process(body: bytes, standard: Standard) -> ProcessedImage:
     fmt = sniff(body)
     if fmt is None:
         raise ImageRejected("not_an_image", f"starts with {body[:16]!r}")
-    image = _open(body, standard)
+    image = _open(body, fmt, standard)
+    orientation = _orientation(image)
     width, height = image.size
+    if orientation in _SWAPS_SIDES:
+        width, height = height, width
     if width < standard.min_width or height < standard.min_height:
         raise ImageRejected("too_small", f"{width}x{height}")
-    source_md5 = md5_hex(body)
-    if fmt == "JPEG" and _keeps_losslessly(image, standard):
-        data, ext = strip_jpeg_metadata(body), "jpg"
+    icc = image.info.get("icc_profile") or None
+    data = _kept_losslessly(body, fmt, image, orientation, icc, standard)
+    if data is not None:
+        ext = "jpg"
+        icc = icc if standard.keep_icc else None
     else:
-        image, data, ext = _reencode(image, standard)
-    thumbs, small = _thumbnails(image, standard.thumb_sizes)
+        image, data, ext, icc = _reencode(image, orientation, icc, standard)
+    thumbs, small = _thumbnails(image, standard.thumb_sizes, icc)
     return ProcessedImage(
         data=data,
         ext=ext,
         width=image.width,
         height=image.height,
-        source_md5=source_md5,
+        source_md5=md5_hex(body),
         phash=str(imagehash.phash(small)),
         dhash=str(imagehash.dhash(small)),
         thumbs=thumbs,
     )
 
 
-def _open(body: bytes, standard: Standard) -> Image.Image:
+def _open(body: bytes, fmt: str, standard: Standard) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(body))
-    except Image.DecompressionBombError as exc:
+        image = Image.open(io.BytesIO(body), formats=[fmt])
+    except Image.DecompressionBombError as exc:  # Pillow's own guard: 2 x MAX_IMAGE_PIXELS
         raise ImageRejected("too_many_pixels", str(exc)) from exc
     except Exception as exc:
-        raise ImageRejected("corrupt", str(exc)) from exc
+        raise ImageRejected(_failure(body, fmt, exc), str(exc)) from exc
     width, height = image.size
     # Decided from the header, before any pixel is decoded: memory stays bounded.
     if width * height > standard.max_pixels:
         raise ImageRejected("too_many_pixels", f"{width}x{height}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image.load()
-    except OSError as exc:
-        reason = "truncated" if "truncated" in str(exc) else "corrupt"
-        raise ImageRejected(reason, str(exc)) from exc
+        image.load()  # the first frame only, in full: verify() would miss bad pixel data
     except Exception as exc:
-        raise ImageRejected("corrupt", str(exc)) from exc
+        raise ImageRejected(_failure(body, fmt, exc), str(exc)) from exc
     return image
 
 
-def _keeps_losslessly(image: Image.Image, standard: Standard) -> bool:
-    """A JPEG that needs no pixel change is kept as is, minus its metadata."""
-    return (
-        _SAVE_FORMATS.get(standard.format) == "JPEG"
+def _failure(body: bytes, fmt: str, exc: Exception) -> str:
+    """``truncated`` when the body ends before the image does, else ``corrupt``."""
+    if "truncated" in str(exc).lower():
+        return "truncated"
+    # Pillow cannot tell a short WebP from a broken one; its RIFF header can.
+    if fmt == "WEBP" and int.from_bytes(body[4:8], "little") + 8 > len(body):
+        return "truncated"
+    return "corrupt"
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(ExifTags.Base.Orientation, 1))
+    except Exception:  # unreadable EXIF: displayed as stored, so treated as upright
+        return 1
+
+
+def _kept_losslessly(
+    body: bytes,
+    fmt: str,
+    image: Image.Image,
+    orientation: int,
+    icc: bytes | None,
+    standard: Standard,
+) -> bytes | None:
+    """A JPEG that needs no pixel change, minus its metadata; None if it needs one."""
+    if not (
+        fmt == "JPEG"
+        and _SAVE_FORMATS[standard.format] == "JPEG"
         and image.mode in ("RGB", "L")
-        and image.getexif().get(0x0112, 1) == 1
+        and orientation not in _UPRIGHT
         and max(image.size) <= standard.max_side
-    )
+        and (icc is None or standard.keep_icc or _renders_as_srgb(icc, image.mode))
+    ):
+        return None
+    try:
+        return strip_jpeg_metadata(body, keep_icc=standard.keep_icc)
+    except ValueError:  # decodable, but not walkable segment by segment: re-encode
+        return None
 
 
-def _reencode(image: Image.Image, standard: Standard) -> tuple[Image.Image, bytes, str]:
-    image = ImageOps.exif_transpose(image)
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)
-    image = _to_rgb(image)
+def _reencode(
+    image: Image.Image, orientation: int, icc: bytes | None, standard: Standard
+) -> tuple[Image.Image, bytes, str, bytes | None]:
+    """The stored picture, its bytes and extension, and the ICC profile it keeps."""
+    if image.mode not in ("RGB", "L", "CMYK") or "transparency" in image.info:
+        image = _to_rgb(image)
     if max(image.size) > standard.max_side:
         image.thumbnail((standard.max_side, standard.max_side), Image.Resampling.LANCZOS)
+    image, icc = _to_srgb(image, icc, standard.keep_icc)
+    if orientation in _UPRIGHT:
+        image = image.transpose(_UPRIGHT[orientation])
     save_format = _SAVE_FORMATS[standard.format]
-    buf = io.BytesIO()
     options: dict[str, object] = {}
     if save_format in ("JPEG", "WEBP"):
         options["quality"] = standard.quality
-    image.save(buf, save_format, **options)
-    return image, buf.getvalue(), EXTENSIONS[save_format]
+    data = _encode(image, save_format, icc, **options)
+    return image, data, EXTENSIONS[save_format], icc
 
 
-def _thumbnails(image: Image.Image, sizes: tuple[int, ...]) -> tuple[dict[int, bytes], Image.Image]:
+def _to_srgb(
+    image: Image.Image, icc: bytes | None, keep_icc: bool
+) -> tuple[Image.Image, bytes | None]:
+    """RGB pixels from RGB, L or CMYK ones, and the ICC profile they are in if kept."""
+    if icc is None:
+        return _to_rgb(image), None
+    profile = _profile(icc)
+    if keep_icc and image.mode == "RGB" and profile and profile.profile.xcolor_space == "RGB ":
+        return image, icc
+    if profile and not _renders_as_srgb(icc, image.mode):
+        try:
+            return _in_srgb(image, profile), None
+        except ImageCms.PyCMSError:
+            pass  # a profile that does not fit the pixels is ignored, as browsers do
+    return _to_rgb(image), None
+
+
+def _profile(icc: bytes) -> ImageCms.ImageCmsProfile | None:
+    try:
+        return ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    except (OSError, ImageCms.PyCMSError):
+        return None
+
+
+@functools.lru_cache(maxsize=32)
+def _renders_as_srgb(icc: bytes, mode: str) -> bool:
+    """Whether pixels in ``mode`` tagged with ``icc`` look the same untagged.
+
+    Sites re-save sRGB under many profiles (IEC 61966-2.1, compact, v4...);
+    converting through each on a probe tells them apart from wide-gamut ones.
+    A profile that cannot be read, or does not fit the pixels, is ignored by
+    browsers, so it renders as sRGB too.
+    """
+    profile = _profile(icc)
+    if mode not in _PROBES or profile is None:
+        return mode != "CMYK"
+    probe = _PROBES[mode]
+    try:
+        seen = _in_srgb(probe, profile)
+    except ImageCms.PyCMSError:
+        return True
+    off = ImageChops.difference(seen, probe.convert("RGB")).point(lambda v: 255 if v > 3 else 0)
+    return off.getbbox() is None  # no level of any channel moved by more than 3
+
+
+def _in_srgb(image: Image.Image, profile: ImageCms.ImageCmsProfile) -> Image.Image:
+    converted = ImageCms.profileToProfile(image, profile, _SRGB, outputMode="RGB")
+    assert converted is not None  # None only when converting in place
+    return converted
+
+
+def _thumbnails(
+    image: Image.Image, sizes: tuple[int, ...], icc: bytes | None
+) -> tuple[dict[int, bytes], Image.Image]:
     """Thumbnail JPEGs, and the largest thumbnail as a small image to hash."""
     thumbs: dict[int, bytes] = {}
     source = _to_rgb(image)
@@ -158,16 +289,25 @@ def _thumbnails(image: Image.Image, sizes: tuple[int, ...]) -> tuple[dict[int, b
         thumb = source.copy()
         # reducing_gap: a fast integer reduce() first, then a short resample.
         thumb.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        buf = io.BytesIO()
-        thumb.save(buf, "JPEG", quality=80)
-        thumbs[size] = buf.getvalue()
+        thumbs[size] = _encode(thumb, "JPEG", icc, quality=80)
         largest = largest or thumb
         source = thumb  # the next, smaller size starts from this one
     return thumbs, largest or source
 
 
+def _encode(image: Image.Image, save_format: str, icc: bytes | None, **options: object) -> bytes:
+    # Pillow copies some metadata from ``info`` into what it saves (JPEG
+    # comments, PNG ICC profiles): only what is passed here may be written.
+    image.info = {}
+    if icc:
+        options["icc_profile"] = icc
+    buf = io.BytesIO()
+    image.save(buf, save_format, **options)
+    return buf.getvalue()
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
+    if image.mode == "RGB" and "transparency" not in image.info:
         return image
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
@@ -180,28 +320,50 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 # JPEG markers that carry metadata rather than pixels: APP1..APP15 (EXIF,
-# XMP, ICC in APP2, Photoshop IPTC...) and COM. APP0 (JFIF) stays; APP14
-# (Adobe) stays because it tells decoders how to read the colour transform.
-_DROPPED_MARKERS = {*range(0xE1, 0xEE), 0xEF, 0xFE}
+# XMP, ICC and MPF in APP2, Photoshop IPTC...) and COM. APP0 (JFIF) stays, and
+# so does APP14 (Adobe): it tells decoders how to read the colour transform.
+_METADATA_MARKERS = {*range(0xE1, 0xF0), 0xFE}
+# In entropy-coded data 0xFF is followed by a stuffed 0x00 or a restart
+# marker; anything else (fill bytes aside) is the next segment.
+_SEGMENT_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
-def strip_jpeg_metadata(body: bytes) -> bytes:
-    """Drop metadata segments of a JPEG without touching its compressed data."""
-    out = bytearray(body[:2])
+def strip_jpeg_metadata(body: bytes, *, keep_icc: bool = False) -> bytes:
+    """Drop a JPEG's metadata segments without touching its compressed data.
+
+    Everything after the end of image goes too: the second picture of an MPO
+    (with its own EXIF), a motion photo's video, vendor trailers. Raises
+    ValueError for a body it cannot walk segment by segment.
+    """
+    if not body.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG")
+    out = bytearray(b"\xff\xd8")
     pos = 2
-    while pos + 4 <= len(body):
-        if body[pos] != 0xFF:
-            break
-        marker = body[pos + 1]
-        if marker == 0xFF:  # fill byte
+    while True:
+        while body[pos : pos + 2] == b"\xff\xff":  # fill bytes
             pos += 1
-            continue
-        if marker == 0xDA:  # start of scan: the rest is image data
-            break
+        if body[pos : pos + 1] != b"\xff" or pos + 2 > len(body):
+            raise ValueError(f"no segment at byte {pos}")
+        marker = body[pos + 1]
+        if marker == 0xD9:
+            return bytes(out + b"\xff\xd9")
         length = int.from_bytes(body[pos + 2 : pos + 4], "big")
-        segment_end = pos + 2 + length
-        if marker not in _DROPPED_MARKERS:
-            out += body[pos:segment_end]
-        pos = segment_end
-    out += body[pos:]
-    return bytes(out)
+        end = pos + 2 + length
+        if length < 2 or end > len(body):
+            raise ValueError(f"bad segment length at byte {pos}")
+        if marker == 0xDA:
+            found = _SEGMENT_AFTER_SCAN.search(body, end)
+            if found is None:
+                raise ValueError("no end of image")
+            end = found.start()
+        if _keeps_segment(marker, body[pos + 4 : pos + 16], keep_icc):
+            out += body[pos:end]
+        pos = end
+
+
+def _keeps_segment(marker: int, head: bytes, keep_icc: bool) -> bool:
+    if marker == 0xEE:
+        return head.startswith(b"Adobe")
+    if marker == 0xE2 and keep_icc:
+        return head.startswith(b"ICC_PROFILE\0")
+    return marker not in _METADATA_MARKERS
