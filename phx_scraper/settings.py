@@ -67,6 +67,11 @@ PHX_IMAGE_MAX_PIXELS = 60_000_000
 PHX_IMAGE_KEEP_ICC = False
 PHX_IMAGE_WORKERS = 0  # 0 = one per core
 PHX_THUMB_SIZES = [256]
+# Storage ceiling ("20GB", "500MB"; None = no limit) and the share that warns.
+PHX_STORE_QUOTA = None
+PHX_STORE_QUOTA_WARN = 0.9
+# scrapy cleanup: orphans and temp files younger than this are never deleted.
+PHX_CLEANUP_GRACE_DAYS = 14
 # Also keep the downloaded bytes under originals/, named by their MD5 (source_md5).
 PHX_STORE_ORIGINALS = False
 # Near-duplicate groups: Hamming distance limits of the 64-bit pHash and dHash.

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from phx_scraper.sandbox import dataset
+from phx_scraper.sandbox.process import Sandbox
 from phx_scraper.store.quota import (
     StoreUsage,
     format_size,
@@ -14,6 +16,9 @@ from phx_scraper.store.quota import (
     parse_quota,
     parse_size,
 )
+from phx_scraper.store.reconcile import reconcile
+from tests.conftest import run_crawl
+from tests.crawl_checks import check_files, check_source
 
 
 @pytest.mark.parametrize(
@@ -163,3 +168,26 @@ def test_reserve_is_atomic_across_threads() -> None:
     assert sum(granted) == 10_000 // 7
     assert usage.used == 7 * (10_000 // 7) <= 10_000
     assert usage.refused == 8 * 2000 - 10_000 // 7
+
+
+def test_quota_hit_mid_crawl_leaves_a_consistent_store_and_the_next_run_completes(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    keys = ["sunrise", "broadway", "ivanhoe"]
+    csv = tmp_path / "homes.csv"
+    csv.write_text("address\n" + "".join(f'"{dataset.property_by_key(k).address}"\n' for k in keys))
+    store = tmp_path / "store"
+    full = run_crawl(
+        sandbox, store, "redfin", f"addresses={csv}", settings={"PHX_STORE_QUOTA": "3MB"}
+    )
+    assert full.returncode == 0, full.stderr
+    assert "(redfin, quota_exceeded)" in full.log
+    assert "store full (PHX_STORE_QUOTA)" in full.log
+    outcomes = [e["sources"]["redfin"] for e in full.manifest["properties"].values()]
+    assert any(o["reason"] == "quota_exceeded" for o in outcomes)
+    check_files(store, full.manifest)
+    assert reconcile(store).errors == []
+    assert sum(f.stat().st_size for f in store.glob("full/*/*")) <= 3_000_000
+    again = run_crawl(sandbox, store, "redfin", f"addresses={csv}")
+    assert again.returncode == 0, again.stderr
+    assert check_source(again.manifest, "redfin", keys) > 0

@@ -24,6 +24,7 @@ from phx_scraper.store import history
 from phx_scraper.store import manifest as manifest_store
 from phx_scraper.store.locks import LockTimeout, store_lock
 from phx_scraper.store.neardup import Thresholds
+from phx_scraper.store.quota import format_size
 from phx_scraper.store.reconcile import log_report, reconcile, reconcile_report
 from phx_scraper.store.report import write_report
 
@@ -82,6 +83,9 @@ class ManifestWriter:
 
     def item_scraped(self, item: Any, spider: Spider) -> None:
         if isinstance(item, PropertyImagesItem):
+            if any(r["reason"] == "quota_exceeded" for r in item.rejected):
+                # Not complete: the next run, with more room, finishes it.
+                item.status, item.reason = "failed", "quota_exceeded"
             self.records.append(dataclasses.asdict(item))
             locks = getattr(spider, "property_locks", None)
             if locks is not None and item.status != "blocked":
@@ -112,10 +116,11 @@ class ManifestWriter:
     def finish(self, spider: Spider, reason: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         unfinished = self.unfinished(spider)
-        if reason == "finished":
-            # Every request ended and still no outcome: say so rather than
-            # leave the pair silently absent from the manifest.
-            self.records += [self.no_outcome(spider, *pair) for pair in unfinished]
+        if reason in ("finished", "quota_exceeded"):
+            # Every request ended (or the store is full) and still no outcome: say
+            # so rather than leave the pair silently absent from the manifest.
+            why = "no_outcome" if reason == "finished" else "quota_exceeded"
+            self.records += [self.no_outcome(spider, *pair, why) for pair in unfinished]
             unfinished = []
         self.checkpoint()
         stats = self.crawler.stats
@@ -141,6 +146,11 @@ class ManifestWriter:
             },
             breaker=breaker_figures(stats.get_stats()),
             changes=changes["totals"],
+            quota={
+                key: stats.get_value(f"phx/quota/{key}")
+                for key in ("refused", "refused_bytes", "needed")
+                if stats.get_value(f"phx/quota/{key}") is not None
+            },
             reconcile=self.check_store(run_id),
         )
         try:
@@ -182,7 +192,9 @@ class ManifestWriter:
         sources = getattr(spider, "sources", ())
         return [(h, s) for h in targets for s in sources if (h, s) not in done]
 
-    def no_outcome(self, spider: Spider, property_hash: str, source: str) -> dict[str, Any]:
+    def no_outcome(
+        self, spider: Spider, property_hash: str, source: str, reason: str
+    ) -> dict[str, Any]:
         address = spider.targets[property_hash]  # type: ignore[attr-defined]
         item = PropertyImagesItem(
             run_id=spider.run_id,  # type: ignore[attr-defined]
@@ -191,7 +203,7 @@ class ManifestWriter:
             address=address.raw,
             canonical_address=address.canonical,
             status="failed",
-            reason="no_outcome",
+            reason=reason,
         )
         return dataclasses.asdict(item)
 
@@ -275,6 +287,13 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"{figures.get('trips', 0)}, open {figures.get('open_seconds', 0):.0f}s"
                 + (", given up" if figures.get("given_up") else "")
             )
+    if quota := summary.get("quota"):
+        lines.append(
+            f"  store full (PHX_STORE_QUOTA): {quota.get('refused', 0)} photos not fetched "
+            f"({format_size(quota.get('refused_bytes', 0))}); free at least "
+            f"{format_size(quota.get('needed', 0))} (scrapy cleanup --to-quota) or raise the "
+            "quota; the next run completes them"
+        )
     skipped = summary.get("skipped") or {}
     if any(skipped.values()):
         lines.append(

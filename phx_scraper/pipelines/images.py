@@ -27,6 +27,7 @@ from scrapy import Request, signals
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.pipelines.images import ImagesPipeline
 from scrapy.pipelines.media import _MediaRequestFiltered
+from scrapy.utils.defer import deferred_from_coro
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
@@ -34,8 +35,16 @@ from phx_scraper.items import PropertyImagesItem, RejectedImage, StoredImage
 from phx_scraper.middlewares.blocks import BlockedResponse
 from phx_scraper.middlewares.breaker import SourceGivenUp
 from phx_scraper.sources import image_hosts
-from phx_scraper.store.files import EXTENSIONS, atomic_write, store_content, thumb_path
+from phx_scraper.store.files import (
+    EXTENSIONS,
+    atomic_write,
+    content_path,
+    md5_hex,
+    store_content,
+    thumb_path,
+)
 from phx_scraper.store.imaging import ImageRejected, ProcessedImage, Standard, process, sniff
+from phx_scraper.store.quota import StoreUsage, format_size, parse_quota
 from phx_scraper.store.urlindex import IndexEntry, UrlIndex
 
 if TYPE_CHECKING:
@@ -86,6 +95,10 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         )
         workers = settings.getint("PHX_IMAGE_WORKERS") or os.cpu_count() or 2
         self.keep_originals = settings.getbool("PHX_STORE_ORIGINALS")
+        self.quota = parse_quota(settings.get("PHX_STORE_QUOTA"))
+        self.quota_warn = settings.getfloat("PHX_STORE_QUOTA_WARN", 0.9)
+        self.usage: StoreUsage | None = None
+        self.quota_hit = False
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="phx-image")
         self.stats = crawler.stats
         self.settings = settings
@@ -102,6 +115,19 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         super().open_spider()
         self.root.mkdir(parents=True, exist_ok=True)
         self.index = UrlIndex(self.root)
+        if self.quota is not None:
+            # One walk at the start; from then on the size is counted as files are written.
+            self.usage = StoreUsage.open(self.root, self.quota, self.quota_warn)
+            self._warn_usage()
+
+    def _warn_usage(self) -> None:
+        if self.usage is not None and self.usage.take_warning():
+            figures = self.usage.summary()
+            logger.warning(
+                "The store uses %s of its %s quota (PHX_STORE_QUOTA)",
+                format_size(figures["used"]),
+                format_size(figures["quota"]),
+            )
 
     def close_index(self) -> None:
         self.executor.shutdown(wait=True)
@@ -210,15 +236,31 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
 
     def _process_and_store(self, body: bytes) -> tuple[ProcessedImage, str, str, bool]:
         processed = process(body, self.standard)
+        original_ext = EXTENSIONS.get(sniff(body) or "", "bin")
+        if self.usage is not None:
+            self._reserve(body, processed, original_ext)
         if self.keep_originals:
-            kind = sniff(body) or "bin"
-            store_content(self.root, body, EXTENSIONS.get(kind, "bin"), kind="originals")
+            store_content(self.root, body, original_ext, kind="originals")
         md5, path, written = store_content(self.root, processed.data, processed.ext)
+        if self.usage is not None and not written:
+            self.usage.release(len(processed.data))  # another thread stored it first
         for size, thumb in processed.thumbs.items():
             target = self.root / thumb_path(md5, size)
             if written or not target.exists():
                 atomic_write(target, thumb)
         return processed, md5, path, written
+
+    def _reserve(self, body: bytes, processed: ProcessedImage, original_ext: str) -> None:
+        """Count what this image would add; refuse it, writing nothing, past the quota."""
+        assert self.usage is not None
+        md5 = md5_hex(processed.data)
+        new = [(content_path(md5, processed.ext), len(processed.data))]
+        new += [(thumb_path(md5, s), len(t)) for s, t in processed.thumbs.items()]
+        if self.keep_originals:
+            new.append((content_path(processed.source_md5, original_ext, "originals"), len(body)))
+        nbytes = sum(n for rel, n in new if not (self.root / rel).exists())
+        if not self.usage.reserve(nbytes):
+            raise ImageRejected("quota_exceeded", f"{format_size(nbytes)} more would exceed it")
 
     def media_failed(
         self, failure: Failure, request: Request, info: MediaPipeline.SpiderInfo
@@ -227,12 +269,34 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         if isinstance(error, ImageRejected):
             assert self.index is not None
             self.index.reject(request.url, error.reason, time.time())
+            if error.reason == "quota_exceeded":
+                self._stop_for_quota()
+            else:
+                self._warn_usage()
             raise Rejected(error.reason, str(error)) from error
         if isinstance(error, BlockedResponse | SourceGivenUp):
             raise Rejected("blocked", str(error)) from error
         if isinstance(error, IgnoreRequest):
             raise Rejected("filtered", str(error)) from error
         raise Rejected("download_error", failure.getErrorMessage()) from error
+
+    def _stop_for_quota(self) -> None:
+        """Stop downloading new images, once; what is stored stays consistent."""
+        assert self.usage is not None
+        figures = self.usage.summary()
+        self.stats.set_value("phx/quota/refused", figures["refused"])
+        self.stats.set_value("phx/quota/refused_bytes", figures["refused_bytes"])
+        self.stats.set_value("phx/quota/needed", figures["needed"])
+        if self.quota_hit:
+            return
+        self.quota_hit = True
+        logger.error(
+            "The store is full (PHX_STORE_QUOTA %s, used %s): closing the crawl",
+            format_size(figures["quota"]),
+            format_size(figures["used"]),
+        )
+        assert self.crawler.engine is not None
+        deferred_from_coro(self.crawler.engine.close_spider_async(reason="quota_exceeded"))
 
     def _file_info(self, request: Request, entry: IndexEntry, status: str) -> StoredImage:
         return {
