@@ -119,6 +119,7 @@ DOWNLOADER_MIDDLEWARES = {
 EXTENSIONS = {
     "phx_scraper.extensions.manifest.ManifestWriter": 500,
     "phx_scraper.extensions.progress.ProgressLog": 600,
+    "phx_scraper.extensions.jobdir.JobdirGuard": 700,
 }
 # Progress: one log line every PHX_PROGRESS_INTERVAL seconds (0 = none).
 PHX_PROGRESS_INTERVAL = 30

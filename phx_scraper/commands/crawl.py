@@ -15,6 +15,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 
 from phx_scraper.addresses import AddressInputError, load_from_args
 from phx_scraper.browser import BrowserNotFound
+from phx_scraper.jobdir import DamagedJobdir, check_jobdir
 from phx_scraper.sources import parse_sources
 from phx_scraper.spiders.base import RUN_ID, parse_days, parse_flag
 from phx_scraper.store.quota import parse_quota
@@ -34,10 +35,13 @@ class Command(ScrapyCrawlCommand):
             run_id = spargs.get("run_id")
             if run_id is not None and not RUN_ID.fullmatch(run_id):
                 raise ValueError(f"-a run_id={run_id!r}: expected 8 hex characters")
-            parse_quota(self.settings.get("PHX_STORE_QUOTA") if self.settings else None)
+            if self.settings is not None:
+                parse_quota(self.settings.get("PHX_STORE_QUOTA"))
+                if warning := check_jobdir(self.settings.get("JOBDIR")):
+                    print(f"warning: {warning}", file=sys.stderr)
             if "sources" in spargs:
                 parse_sources(spargs["sources"])
-        except (AddressInputError, ValueError) as exc:
+        except (AddressInputError, ValueError, DamagedJobdir) as exc:
             fail(exc)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:

@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 RUNS_DIR = "runs"
 
+#: Sent after records reached the manifest on disk (``records``: the dicts merged).
+manifest_saved = object()
+
 
 class ManifestWriter:
     def __init__(
@@ -100,8 +103,10 @@ class ManifestWriter:
         """Merge what is pending into the manifest: a killed crawl loses at most this window,
         and the URL index lets the next run add that window back without downloading it."""
         self.root.mkdir(parents=True, exist_ok=True)
-        manifest_store.update(self.root, self.records[self.flushed :], self.thresholds)
+        saved = self.records[self.flushed :]
+        manifest_store.update(self.root, saved, self.thresholds)
         self.flushed = len(self.records)
+        self.crawler.signals.send_catch_log(manifest_saved, records=saved)
         self.last_checkpoint = self.clock()
 
     def spider_closed(self, spider: Spider, reason: str) -> None:

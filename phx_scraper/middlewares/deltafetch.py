@@ -4,7 +4,8 @@ Three changes to ``scrapy_deltafetch.DeltaFetch`` (see ../shared/scrapy-notes.md
 
 - ``process_spider_output`` is asynchronous (2.1.0 does not load on Scrapy >= 2.16);
 - a page counts as done only once its item's images are stored and the item
-  reached the manifest extension (``item_scraped``), and only when nothing in
+  reached the manifest on disk (the manifest extension's ``manifest_saved``
+  signal, sent after each checkpoint), and only when nothing in
   it may still come (status ``ok``, no rejection that a retry could fix) —
   not when the page merely yields an item;
 - keys are stable source ids (``zillow:<zpid>``, ``redfin:<property id>``,
@@ -31,7 +32,7 @@ from scrapy import Request, signals
 from scrapy.exceptions import NotConfigured
 from scrapy_deltafetch import DeltaFetch
 
-from phx_scraper.items import PropertyImagesItem
+from phx_scraper.extensions.manifest import manifest_saved
 from phx_scraper.store import manifest as manifest_store
 from phx_scraper.store.urlindex import PERMANENT_REASONS
 
@@ -68,7 +69,7 @@ class ItemConfirmedDeltaFetch(DeltaFetch):
         ext = cls(root, settings.getfloat("PHX_REFRESH_DAYS"), crawler)
         crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
-        crawler.signals.connect(ext.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(ext.manifest_saved, signal=manifest_saved)
         return ext
 
     def spider_opened(self, spider: Spider) -> None:
@@ -136,13 +137,17 @@ class ItemConfirmedDeltaFetch(DeltaFetch):
             self.stats.inc_value("phx/skipped/complete")
         return True
 
-    def item_scraped(self, item: Any, response: Response, spider: Spider) -> None:
-        """Recorded only now: the item's images are stored and the manifest has it."""
-        if not isinstance(item, PropertyImagesItem) or item.status != "ok" or not item.source_id:
-            return
+    def manifest_saved(self, records: list[dict[str, Any]]) -> None:
+        """Recorded only now: the images are stored and the manifest on disk has them."""
         final = PERMANENT_REASONS | {"host_not_allowed"}
-        if any(r["reason"] not in final for r in item.rejected):
-            return  # something a later run may still get
-        self.db[pair_key(item.source, item.source_id)] = str(time.time())
-        if self.stats:
-            self.stats.inc_value("phx/deltafetch/stored")
+        for record in records:
+            if record["status"] != "ok" or not record["source_id"]:
+                continue
+            if any(r["reason"] not in final for r in record["rejected"]):
+                continue  # something a later run may still get
+            self.db[pair_key(record["source"], record["source_id"])] = str(time.time())
+            if self.stats:
+                self.stats.inc_value("phx/deltafetch/stored")
+        sync = getattr(self.db, "sync", None)
+        if sync is not None:
+            sync()

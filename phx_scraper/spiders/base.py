@@ -152,16 +152,20 @@ class PropertySpider(scrapy.Spider):
         source: str,
         address: Address,
         callback: Any,
-        *,
-        dont_filter: bool = False,
         **meta: Any,
     ) -> scrapy.Request:
-        """A page or API request on behalf of one property and source."""
+        """A page or API request on behalf of one property and source.
+
+        Not deduplicated by Scrapy's dupefilter: after an unclean stop a
+        JOBDIR's ``requests.seen`` can list requests whose answers were lost,
+        which would leave their property unfinished for good. What is done is
+        known from the store instead (deltafetch keys, the URL index).
+        """
         return scrapy.Request(
             url,
             callback=callback,
             errback=self.request_failed,
-            dont_filter=dont_filter,
+            dont_filter=True,
             meta={"phx": {"source": source, "property_hash": address.property_hash}, **meta},
         )
 
@@ -215,7 +219,7 @@ class PropertySpider(scrapy.Spider):
                 # The circuit breaker holds this domain's requests during its
                 # cooldown: asking again waits for it instead of hammering.
                 meta = {**request.meta, "phx_block_retries": retries + 1}
-                yield request.replace(dont_filter=True, meta=meta)
+                yield request.replace(meta=meta)
                 return
             status, reason = "blocked", failure.value.kind
         elif isinstance(failure.value, SourceGivenUp):

@@ -129,8 +129,6 @@ class PhoenixMlsSpider(PropertySpider):
             SOURCE,
             address,
             self.phoenix_mls_search,
-            # One search page for every address: what differs is what is typed.
-            dont_filter=True,
             playwright=True,
             # The WAF answers the first navigation with a 403 challenge that
             # the browser solves by reloading; the page methods wait for the
