@@ -65,7 +65,9 @@ def owners(j: int) -> tuple[str, ...]:
 def listing(source: str, k: int, n: int) -> list[int]:
     """Photo numbers (i) of property k on ``source``."""
     first = k * PHOTOS_PER_PROPERTY
-    return [j - first for j in range(first, min(n, first + PHOTOS_PER_PROPERTY)) if source in owners(j)]
+    return [
+        j - first for j in range(first, min(n, first + PHOTOS_PER_PROPERTY)) if source in owners(j)
+    ]
 
 
 def urls(n: int) -> int:

@@ -8,6 +8,7 @@ durable on disk.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import time
 from collections import Counter
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 RUNS_DIR = "runs"
 
+#: Rejections that say the store had no room, not that the photo is bad.
+NO_ROOM = ("quota_exceeded", "disk_full")
+
 #: Sent after records reached the manifest on disk (``records``: the dicts merged).
 manifest_saved = object()
 
@@ -63,6 +67,7 @@ class ManifestWriter:
         self.keep_runs = history.DEFAULT_KEEP
         self.previous: manifest_store.Manifest | None = None
         self.store_hold = ExitStack()
+        self.closing = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -86,9 +91,10 @@ class ManifestWriter:
 
     def item_scraped(self, item: Any, spider: Spider) -> None:
         if isinstance(item, PropertyImagesItem):
-            if any(r["reason"] == "quota_exceeded" for r in item.rejected):
+            full = [r["reason"] for r in item.rejected if r["reason"] in NO_ROOM]
+            if full:
                 # Not complete: the next run, with more room, finishes it.
-                item.status, item.reason = "failed", "quota_exceeded"
+                item.status, item.reason = "failed", full[0]
             self.records.append(dataclasses.asdict(item))
             locks = getattr(spider, "property_locks", None)
             if locks is not None and item.status != "blocked":
@@ -104,14 +110,29 @@ class ManifestWriter:
         and the URL index lets the next run add that window back without downloading it."""
         self.root.mkdir(parents=True, exist_ok=True)
         saved = self.records[self.flushed :]
-        manifest_store.update(self.root, saved, self.thresholds)
+        try:
+            manifest_store.update(self.root, saved, self.thresholds)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            # The old manifest stays whole (atomic write); the images are in the URL
+            # index, so the next run adds these records back without downloading.
+            logger.error("Manifest not written, the disk is full: %s", exc)
+            if not self.closing and self.crawler.engine is not None:
+                deferred_from_coro(self.crawler.engine.close_spider_async(reason="disk_full"))
+            return
         self.flushed = len(self.records)
         self.crawler.signals.send_catch_log(manifest_saved, records=saved)
         self.last_checkpoint = self.clock()
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
+        self.closing = True
         try:
             self.finish(spider, reason)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            logger.error("Run record and report not written, the disk is full: %s", exc)
         finally:
             locks = getattr(spider, "property_locks", None)
             if locks is not None:
@@ -121,10 +142,10 @@ class ManifestWriter:
     def finish(self, spider: Spider, reason: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         unfinished = self.unfinished(spider)
-        if reason in ("finished", "quota_exceeded"):
+        if reason in ("finished", *NO_ROOM):
             # Every request ended (or the store is full) and still no outcome: say
             # so rather than leave the pair silently absent from the manifest.
-            why = "no_outcome" if reason == "finished" else "quota_exceeded"
+            why = "no_outcome" if reason == "finished" else reason
             self.records += [self.no_outcome(spider, *pair, why) for pair in unfinished]
             unfinished = []
         self.checkpoint()

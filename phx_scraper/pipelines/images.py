@@ -15,6 +15,7 @@ Flow per photo URL:
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import time
@@ -98,7 +99,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         self.quota = parse_quota(settings.get("PHX_STORE_QUOTA"))
         self.quota_warn = settings.getfloat("PHX_STORE_QUOTA_WARN", 0.9)
         self.usage: StoreUsage | None = None
-        self.quota_hit = False
+        self.stopping = False
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="phx-image")
         self.stats = crawler.stats
         self.settings = settings
@@ -235,6 +236,15 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         return cast("FileInfo", self._file_info(request, entry, "downloaded"))
 
     def _process_and_store(self, body: bytes) -> tuple[ProcessedImage, str, str, bool]:
+        try:
+            return self._write(body)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                # atomic_write removed its temp file: no partial file under a content name.
+                raise ImageRejected("disk_full", str(exc)) from exc
+            raise
+
+    def _write(self, body: bytes) -> tuple[ProcessedImage, str, str, bool]:
         processed = process(body, self.standard)
         original_ext = EXTENSIONS.get(sniff(body) or "", "bin")
         if self.usage is not None:
@@ -271,6 +281,8 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
             self.index.reject(request.url, error.reason, time.time())
             if error.reason == "quota_exceeded":
                 self._stop_for_quota()
+            elif error.reason == "disk_full":
+                self._stop("disk_full", "The disk is full: closing the crawl")
             else:
                 self._warn_usage()
             raise Rejected(error.reason, str(error)) from error
@@ -287,16 +299,20 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         self.stats.set_value("phx/quota/refused", figures["refused"])
         self.stats.set_value("phx/quota/refused_bytes", figures["refused_bytes"])
         self.stats.set_value("phx/quota/needed", figures["needed"])
-        if self.quota_hit:
-            return
-        self.quota_hit = True
-        logger.error(
-            "The store is full (PHX_STORE_QUOTA %s, used %s): closing the crawl",
-            format_size(figures["quota"]),
-            format_size(figures["used"]),
+        message = (
+            f"The store is full (PHX_STORE_QUOTA {format_size(figures['quota'])}, "
+            f"used {format_size(figures['used'])}): closing the crawl"
         )
+        self._stop("quota_exceeded", message)
+
+    def _stop(self, reason: str, message: str) -> None:
+        """Stop downloading new images, once; what is stored stays consistent."""
+        if self.stopping:
+            return
+        self.stopping = True
+        logger.error("%s", message)
         assert self.crawler.engine is not None
-        deferred_from_coro(self.crawler.engine.close_spider_async(reason="quota_exceeded"))
+        deferred_from_coro(self.crawler.engine.close_spider_async(reason=reason))
 
     def _file_info(self, request: Request, entry: IndexEntry, status: str) -> StoredImage:
         return {
