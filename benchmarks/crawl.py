@@ -77,7 +77,7 @@ class BenchSpider(Spider):
                 )
 
     def parse_listing(self, response: Response, source: str, k: int) -> Iterator[Any]:
-        listing = response.json()
+        listing = json.loads(response.body)
         photo_urls = [response.urljoin(path) for path in listing["photos"]]
         if self.variant in ("a", "e"):
             yield self.property_item(source, k, listing["address"], photo_urls)

@@ -115,7 +115,7 @@ def test_429_retry_after_is_waited(faulty: Sandbox, tmp_path: Path) -> None:
     limited = next(r["t"] for r in faulty.requests("maricopa") if r["status"] == 429)
     # The pause follows the 429 (a request already queued for the connection may leave first).
     after = [t for t in times if t >= limited]
-    assert max(b - a for a, b in pairwise(after[:3])) >= 2.0
+    assert max(b - a for a, b in pairwise(after[:3])) >= 1.9  # timer granularity
     assert check_source(result.manifest, "maricopa", KEYS) > 0
 
 
