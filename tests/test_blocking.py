@@ -74,7 +74,7 @@ def test_blocked_source_waits_out_the_cooldown_while_the_others_go_on(
     # connection before the trip may still leave: the pause follows it).
     after = [r["t"] for r in redfin if r["t"] >= blocked[-1]["t"]]
     gap, resumed = max((b - a, b) for a, b in pairwise(after))
-    assert gap >= 3.0
+    assert gap >= 2.9  # the 3 s cooldown, within timer granularity
     # The other sources kept going while Redfin was held.
     for source in ("zillow", "maricopa"):
         times = [r["t"] for r in faulty.requests(source)]
