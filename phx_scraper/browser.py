@@ -19,7 +19,7 @@ HANDLER = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"
 _CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 # Chromium's own background traffic is refused by closed networks and only
 # slows start-up; none of these flags hides that the client is a browser.
-_ARGS = [
+CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
@@ -63,7 +63,7 @@ def browser_settings(settings: BaseSettings) -> dict[str, Any]:
         "PLAYWRIGHT_LAUNCH_OPTIONS": {
             "executable_path": executable,
             "headless": True,
-            "args": _ARGS,
+            "args": CHROMIUM_ARGS,
         },
         # The DOM keeps every <img src>; the browser need not fetch the photos
         # (the images pipeline downloads them once, over plain HTTP).

@@ -18,21 +18,13 @@ import pickle
 import time
 from pathlib import Path
 
+from phx_scraper.store.locks import pid_alive
+
 MARKER = "phx.running"
 
 
 class DamagedJobdir(Exception):
     pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_jobdir(path: str | None) -> str | None:
@@ -58,7 +50,7 @@ def check_jobdir(path: str | None) -> str | None:
         pid = int(json.loads(marker.read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         pid = -1
-    if pid > 0 and _alive(pid):
+    if pid > 0 and pid_alive(pid):
         raise DamagedJobdir(f"JOBDIR {path} is in use by a running crawl (PID {pid})")
     stamp = time.strftime("%Y%m%dT%H%M%S")
     moved = []

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from PIL import Image
 
+from phx_scraper.browser import CHROMIUM_ARGS
 from phx_scraper.sandbox import dataset
 from phx_scraper.sandbox.process import Sandbox
 from phx_scraper.store import manifest as manifest_store
@@ -37,14 +38,7 @@ from tests.crawl_checks import property_hash
 RUN_ID = "0e1e2e3e"
 #: Plain, a source without a match, rejected photos of three kinds, no photos.
 KEYS = ("broadway", "glenrosa", "page_ave", "kent", "no_photos")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+ARGS = CHROMIUM_ARGS
 
 
 def scrapy_report(store: Path, *args: str) -> subprocess.CompletedProcess[str]:

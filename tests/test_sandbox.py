@@ -29,6 +29,7 @@ import pytest
 from parsel import Selector
 from PIL import Image
 
+from phx_scraper.browser import CHROMIUM_ARGS
 from phx_scraper.sandbox import challenge, dataset, paths
 from phx_scraper.sandbox.model import PHOTO_FAULTS
 from phx_scraper.sandbox.process import Sandbox
@@ -685,14 +686,7 @@ def test_cli_rejects_bad_fault_spec() -> None:
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 def test_browser_mls_search_modal_and_zillow_challenge(sandbox: Sandbox) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
+    args = CHROMIUM_ARGS
 
     def drive() -> None:
         with playwright.sync_playwright() as pw:

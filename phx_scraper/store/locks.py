@@ -54,16 +54,23 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
-def _alive(record: dict[str, Any]) -> bool:
-    pid = int(record.get("pid", -1))
-    if record.get("host") != HOST:
-        return True  # cannot tell from here: never broken
+def pid_alive(pid: int) -> bool:
+    """Is a process with this PID running on this host?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    return True
+
+
+def _alive(record: dict[str, Any]) -> bool:
+    pid = int(record.get("pid", -1))
+    if record.get("host") != HOST:
+        return True  # cannot tell from here: never broken
+    if not pid_alive(pid):
+        return False
     start = record.get("process_start")
     return start is None or _process_start(pid) in (None, start)
 
