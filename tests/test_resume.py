@@ -1,4 +1,5 @@
-"""Crawls stopped at any moment (SIGKILL) and resumed end with the uninterrupted store."""
+"""Crawls stopped at any moment (SIGKILL, Ctrl-C once or twice, SIGTERM) and resumed with
+the same command end with the uninterrupted crawl's store."""
 
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def reference(sandbox: Sandbox, csv: Path) -> Crawl:
     return crawl
 
 
-def kill_at(sandbox: Sandbox, store: Path, csv: Path, delay: float) -> None:
+def kill_at(
+    sandbox: Sandbox, store: Path, csv: Path, delay: float, signals: tuple[int, ...]
+) -> None:
     settings = {
         **FAST,
         **SETTINGS,
@@ -70,18 +73,30 @@ def kill_at(sandbox: Sandbox, store: Path, csv: Path, delay: float) -> None:
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     time.sleep(delay)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    for sig in signals:
+        if proc.poll() is None:
+            os.kill(proc.pid, sig)
+            time.sleep(0.2)
+    proc.wait(timeout=120)
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_sigkill_then_resume(
-    sandbox: Sandbox, csv: Path, reference: Crawl, tmp_path: Path, seed: int
+STOPS = {
+    **{f"sigkill-{seed}": (seed, (signal.SIGKILL,)) for seed in range(10)},
+    "ctrl-c": (11, (signal.SIGINT,)),
+    "ctrl-c-twice": (12, (signal.SIGINT, signal.SIGINT)),
+    "sigterm": (13, (signal.SIGTERM,)),
+}
+
+
+@pytest.mark.parametrize("stop", STOPS)
+def test_stop_then_resume(
+    sandbox: Sandbox, csv: Path, reference: Crawl, tmp_path: Path, stop: str
 ) -> None:
+    seed, signals = STOPS[stop]
     store = tmp_path / "store"
     sandbox.set_fault("zillow", "cdn_slow:0.05")
     try:
-        kill_at(sandbox, store, csv, random.Random(seed).uniform(0.8, 4.0))
+        kill_at(sandbox, store, csv, random.Random(seed).uniform(0.8, 4.0), signals)
     finally:
         sandbox.clear_faults("zillow")
     indexed: set[str] = set()
