@@ -26,20 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from corpus import SOURCES, properties  # benchmarks/ is sys.path[0]: run as a script
 from scrapy import Request, Spider
 from scrapy.crawler import CrawlerProcess
 from scrapy.http import Response
 from scrapy.settings import Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from corpus import SOURCES, properties
 
 VARIANTS = ("a", "b", "c", "d", "e")
 THUMB_SIZE = 256
