@@ -49,6 +49,18 @@ class Crawl:
         return manifest
 
 
+def store_command(command: str, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``scrapy <command> -s IMAGES_STORE=<store> ...`` (reconcile, cleanup...), in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "scrapy", command, "-s", f"IMAGES_STORE={store}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
 def run_crawl(
     sandbox: Sandbox,
     store: Path,

@@ -33,6 +33,7 @@ from phx_scraper.store.quota import measure
 from phx_scraper.store.reconcile import reconcile
 from phx_scraper.store.schema import validate
 from phx_scraper.store.urlindex import INDEX_PATH, IndexEntry, UrlIndex
+from tests.conftest import store_command
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = float((int(time.time()) // 86400 + 400) * 86400)
@@ -525,14 +526,7 @@ def test_quarantine_age_counts_from_the_move(store: Path) -> None:
 
 
 def scrapy_cleanup(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scrapy", "cleanup", "-s", f"IMAGES_STORE={store}", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    return store_command("cleanup", store, *args)
 
 
 @pytest.fixture

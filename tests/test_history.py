@@ -27,6 +27,7 @@ from phx_scraper.store.history import (
     write_changes,
     write_run,
 )
+from tests.conftest import store_command
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDRESS = canonicalize("4560 E Sunrise Dr, Phoenix, AZ 85044")
@@ -416,15 +417,7 @@ def test_change_log_added_removed_changed(tmp_path: Path) -> None:
 # -- the commands -------------------------------------------------------------
 
 
-def scrapy(command: str, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scrapy", command, "-s", f"IMAGES_STORE={store}", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+scrapy = store_command
 
 
 @pytest.fixture

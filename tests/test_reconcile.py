@@ -9,11 +9,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from phx_scraper.store.reconcile import (
 )
 from phx_scraper.store.schema import load_schema, validate
 from phx_scraper.store.urlindex import INDEX_PATH, IndexEntry, UrlIndex
+from tests.conftest import store_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PROPERTY = "abcd1234"
@@ -461,14 +460,7 @@ def test_crawl_end_hook_logs_and_summarizes(
 
 
 def scrapy_reconcile(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scrapy", "reconcile", "-s", f"IMAGES_STORE={store}", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    return store_command("reconcile", store, *args)
 
 
 def test_command_exit_codes_and_json(store: Path, images: list[dict[str, Any]]) -> None:

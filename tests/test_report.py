@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +30,7 @@ from phx_scraper.store import manifest as manifest_store
 from phx_scraper.store.files import content_path, md5_hex, thumb_path
 from phx_scraper.store.history import write_run
 from phx_scraper.store.report import PAGE_SIZE, block_chart, write_report
-from tests.conftest import CHROMIUM, ROOT, run_crawl
+from tests.conftest import CHROMIUM, ROOT, run_crawl, store_command
 from tests.crawl_checks import property_hash
 
 RUN_ID = "0e1e2e3e"
@@ -42,14 +40,7 @@ ARGS = CHROMIUM_ARGS
 
 
 def scrapy_report(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scrapy", "report", "-s", f"IMAGES_STORE={store}", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    return store_command("report", store, *args)
 
 
 @pytest.fixture(scope="module")
