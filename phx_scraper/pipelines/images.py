@@ -246,12 +246,13 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
 
     def _write(self, body: bytes) -> tuple[ProcessedImage, str, str, bool]:
         processed = process(body, self.standard)
+        md5 = md5_hex(processed.data)
         original_ext = EXTENSIONS.get(sniff(body) or "", "bin")
         if self.usage is not None:
-            self._reserve(body, processed, original_ext)
+            self._reserve(body, processed, md5, original_ext)
         if self.keep_originals:
-            store_content(self.root, body, original_ext, kind="originals")
-        md5, path, written = store_content(self.root, processed.data, processed.ext)
+            store_content(self.root, body, original_ext, kind="originals", md5=processed.source_md5)
+        _, path, written = store_content(self.root, processed.data, processed.ext, md5=md5)
         if self.usage is not None and not written:
             self.usage.release(len(processed.data))  # another thread stored it first
         for size, thumb in processed.thumbs.items():
@@ -260,10 +261,9 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
                 atomic_write(target, thumb)
         return processed, md5, path, written
 
-    def _reserve(self, body: bytes, processed: ProcessedImage, original_ext: str) -> None:
+    def _reserve(self, body: bytes, processed: ProcessedImage, md5: str, original_ext: str) -> None:
         """Count what this image would add; refuse it, writing nothing, past the quota."""
         assert self.usage is not None
-        md5 = md5_hex(processed.data)
         new = [(content_path(md5, processed.ext), len(processed.data))]
         new += [(thumb_path(md5, s), len(t)) for s, t in processed.thumbs.items()]
         if self.keep_originals:

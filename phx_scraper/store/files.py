@@ -63,14 +63,17 @@ def atomic_write(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def store_content(root: Path, data: bytes, ext: str, kind: str = "full") -> tuple[str, str, bool]:
-    """Store ``data`` under its MD5 name unless it is already there.
+def store_content(
+    root: Path, data: bytes, ext: str, kind: str = "full", md5: str | None = None
+) -> tuple[str, str, bool]:
+    """Store ``data`` under its MD5 name (``md5``, when the caller already has it)
+    unless it is already there.
 
     Returns ``(md5, relative path, written)``. An existing file is never
     rewritten; its mtime is refreshed so cleanup's grace period counts from
     the last time a crawl wanted it.
     """
-    md5 = md5_hex(data)
+    md5 = md5 or md5_hex(data)
     rel = content_path(md5, ext, kind)
     path = root / rel
     if path.exists():
