@@ -32,6 +32,7 @@ def test_demo_crawls_the_replica_and_prints_where_things_are(tmp_path: Path) -> 
         ("Store:", store),
         ("Manifest:", store / "manifest.json"),
         ("Log:", tmp_path / "phx-demo" / "crawl.log"),
+        ("Report:", store / "report.html"),
     ]:
         assert f"{label}" in proc.stdout and str(path.resolve()) in proc.stdout
     manifest = json.loads((store / "manifest.json").read_text())

@@ -18,6 +18,7 @@ from scrapy.exceptions import UsageError
 
 from phx_scraper.extensions.manifest import RUNS_DIR, format_summary
 from phx_scraper.sandbox.process import Sandbox
+from phx_scraper.store.report import REPORT_NAME
 
 if TYPE_CHECKING:
     import argparse
@@ -85,6 +86,7 @@ class Command(ScrapyCommand):
         print()
         print(f"Store:     {store.resolve()}/")
         print(f"Manifest:  {(store / 'manifest.json').resolve()}")
+        print(f"Report:    {(store / REPORT_NAME).resolve().as_uri()}  (open it in a browser)")
         print(f"Run:       {summary_path.resolve()}")
         print(f"Log:       {Path(self.settings['LOG_FILE']).resolve()}")
         print(f"Addresses: {addresses.resolve()}")
