@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,26 @@ DEMO_SETTINGS: dict[str, Any] = {
     "AUTOTHROTTLE_ENABLED": False,
     "CONCURRENT_REQUESTS_PER_DOMAIN": 8,
 }
+
+
+# The replica's photo URLs include its port: a fixed one lets a second demo find
+# every photo in the URL index (and download nothing). Any free port if taken.
+DEMO_PORT = 18642
+
+
+@contextmanager
+def start_replica() -> Iterator[Sandbox]:
+    sandbox = Sandbox(port=DEMO_PORT)
+    try:
+        sandbox.start()
+    except Exception:  # the port is taken: any port will do, at the cost of re-downloads
+        sandbox.close()
+        sandbox = Sandbox()
+        sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.close()
 
 
 # Above the project's settings.py (20), below ``-s`` on the command line (40):
@@ -65,7 +87,7 @@ class Command(ScrapyCommand):
         addresses = DEMO_DIR / "addresses.csv"
         demo_csv = resources.files("phx_scraper.sandbox") / "demo_addresses.csv"
         addresses.write_bytes(demo_csv.read_bytes())
-        with Sandbox() as sandbox:
+        with start_replica() as sandbox:
             self.settings.setdict(sandbox.settings(), priority=DEMO_PRIORITY)
             live = [n for n in sandbox.settings() if not self.settings[n].startswith("http://127.")]
             if live:
