@@ -82,6 +82,11 @@ PHX_NEAR_DUP_DHASH = 12
 PHX_MANIFEST_CHECKPOINT_ITEMS = 50
 PHX_MANIFEST_CHECKPOINT_SECONDS = 60
 
+# Store locks are leases refreshed by a heartbeat: a holder on another host (a
+# store on a shared filesystem) that stops refreshing for this many seconds
+# loses its locks. Every process on a store must use the same value.
+PHX_LOCK_LEASE = 30
+
 # Run records kept under <IMAGES_STORE>/runs/ (older ones are pruned).
 PHX_RUNS_KEEP = 100
 

@@ -37,6 +37,16 @@ def crawl(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
             "error: -a sources='zillow,mars': unknown source(s) mars; choose from zillow, redfin,"
             " maricopa, phoenix_mls",
         ),
+        (
+            [
+                "zillow",
+                "-a",
+                "address=4560 E Sunrise Dr, Phoenix, AZ 85044",
+                "-s",
+                "PHX_LOCK_LEASE=0.1",
+            ],
+            "error: PHX_LOCK_LEASE='0.1': expected a number of seconds, at least 1",
+        ),
     ],
 )
 def test_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from phx_scraper.sandbox import dataset
 from phx_scraper.sandbox.process import Sandbox
+from phx_scraper.store import locks
 from phx_scraper.store.locks import (
     HOST,
     LockTimeout,
@@ -22,30 +27,51 @@ from phx_scraper.store.locks import (
     store_lock,
 )
 from phx_scraper.store.reconcile import reconcile
-from tests.conftest import FAST, ROOT
-from tests.crawl_checks import check_files, check_source
+from tests.conftest import FAST, ROOT, run_crawl
+from tests.crawl_checks import check_files, check_source, property_hash
 
 HOLD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from phx_scraper.store.locks import {name}
-    with {name}(Path(sys.argv[1]){args}):
+    from phx_scraper.store import locks
+    locks.configure({{"PHX_LOCK_LEASE": sys.argv[2]}})
+    with locks.{name}(Path(sys.argv[1]){args}):
         print("held", flush=True)
         time.sleep(60)
     """
 )
+OTHER_HOST = "otherhost"
 
 
-def hold(root: Path, name: str, args: str = "") -> subprocess.Popen[str]:
+def on_other_host(argv: list[str]) -> list[str]:
+    """``argv`` run under another host name (a UTS namespace): to filelock and to
+    our owner records, a holder on a host whose PIDs cannot be checked from here."""
+    if subprocess.run(["unshare", "--uts", "true"], capture_output=True).returncode:
+        pytest.skip("needs unshare --uts (root) to run a holder under another host name")
+    return ["unshare", "--uts", "sh", "-c", f'hostname {OTHER_HOST} && exec "$@"', "sh", *argv]
+
+
+def hold(
+    root: Path, name: str, args: str = "", lease: float = 30, other_host: bool = False
+) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-c", HOLD.format(name=name, args=args), str(root), str(lease)]
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD.format(name=name, args=args), str(root)],
+        on_other_host(argv) if other_host else argv,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline() == "held\n"
     return proc
+
+
+@pytest.fixture
+def lease() -> Iterator[float]:
+    """A 2-second lease for this process (holders get the same)."""
+    locks.configure({"PHX_LOCK_LEASE": 2})
+    yield 2.0
+    locks.configure({})
 
 
 def dead_pid() -> int:
@@ -76,7 +102,7 @@ def test_dead_pid_record_is_reclaimed_with_a_warning(
     lock = tmp_path / "locks" / "manifest.lock"
     lock.parent.mkdir()
     pid = dead_pid()
-    record = lock.with_name(f"manifest.lock.owner.{pid}.json")
+    record = lock.with_name(f"manifest.lock.owner.{HOST}.{pid}.json")
     record.write_text(json.dumps({"pid": pid, "host": HOST, "acquired_at": "then"}))
     assert holders(lock) == []
     assert not record.exists()
@@ -126,8 +152,161 @@ def test_property_lock_is_taken_by_one_process(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert other.stdout.strip() == "another process"
+    assert other.stdout.strip() == (
+        f"Busy(holders='PID {os.getpid()} on {HOST} (exclusive, since "
+        f"{holders(mine._path('abcd1234', 'zillow'))[0]['acquired_at']})', remote=False)"
+    )
     mine.release_all()
+
+
+def stopped(proc: subprocess.Popen[str]) -> float:
+    """Freeze ``proc`` (its heartbeat stops with it); the monotonic time it happened."""
+    os.kill(proc.pid, signal.SIGSTOP)
+    return time.monotonic()
+
+
+def end(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "take"),
+    [
+        ("manifest_lock", "", lambda root, t: locks.manifest_lock(root, timeout=t)),
+        # A crawl on the other host shares the store; cleanup wants it whole.
+        (
+            "store_lock",
+            ", exclusive=False",
+            lambda root, t: locks.store_lock(root, exclusive=True, timeout=t),
+        ),
+        (
+            "store_lock",
+            ", exclusive=True",
+            lambda root, t: locks.store_lock(root, exclusive=False, timeout=t),
+        ),
+    ],
+)
+def test_other_host_holder_is_broken_only_after_its_heartbeat_stops(
+    tmp_path: Path,
+    lease: float,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    args: str,
+    take: Any,
+) -> None:
+    proc = hold(tmp_path, name, args, lease=lease, other_host=True)
+    try:
+        # Twice the lease: the holder's heartbeat keeps its lock.
+        with (
+            pytest.raises(LockTimeout, match=rf"locked by PID {proc.pid} on {OTHER_HOST}"),
+            take(tmp_path, 2 * lease),
+        ):
+            pass
+        frozen = stopped(proc)
+        with take(tmp_path, 4 * lease):
+            waited = time.monotonic() - frozen
+        assert lease * 0.95 <= waited < 3 * lease
+        assert (
+            f"left by unresponsive (heartbeat stopped) PID {proc.pid} on {OTHER_HOST}"
+            in caplog.text
+        )
+    finally:
+        end(proc)
+
+
+def test_a_lease_of_another_length_is_an_error_not_a_takeover(tmp_path: Path) -> None:
+    proc = hold(tmp_path, "manifest_lock", lease=2, other_host=True)
+    try:
+        locks.configure({"PHX_LOCK_LEASE": 3})
+        with (
+            pytest.raises(
+                locks.LockError, match=r"must agree on lease_duration \(PHX_LOCK_LEASE\)"
+            ),
+            locks.manifest_lock(tmp_path, timeout=5),
+        ):
+            pass
+    finally:
+        locks.configure({})
+        end(proc)
+
+
+def test_suspended_holder_on_this_host_is_never_broken(tmp_path: Path, lease: float) -> None:
+    proc = hold(tmp_path, "manifest_lock", lease=lease)
+    try:
+        stopped(proc)  # Ctrl-Z: no heartbeat, but its PID is alive here
+        with (
+            pytest.raises(LockTimeout, match=rf"locked by PID {proc.pid} on {HOST}"),
+            locks.manifest_lock(tmp_path, timeout=2 * lease),
+        ):
+            pass
+    finally:
+        end(proc)
+    # Dead on this host: taken at once, without waiting for the lease.
+    started = time.monotonic()
+    with locks.manifest_lock(tmp_path, timeout=lease):
+        assert time.monotonic() - started < lease / 2
+
+
+def test_property_pairs_of_a_frozen_other_host_crawl_are_taken_after_a_lease(
+    tmp_path: Path, lease: float
+) -> None:
+    code = (
+        "import sys, time; from pathlib import Path; from phx_scraper.store import locks; "
+        "locks.configure({'PHX_LOCK_LEASE': sys.argv[2]}); "
+        "held = locks.PropertyLocks(Path(sys.argv[1])); "
+        "assert held.try_acquire('aaaa', 'zillow') is None; "
+        "assert held.try_acquire('bbbb', 'zillow') is None; "
+        "held.release('bbbb', 'zillow'); print('held', flush=True); time.sleep(60)"
+    )
+    argv = [sys.executable, "-c", code, str(tmp_path), str(lease)]
+    proc = subprocess.Popen(on_other_host(argv), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    mine = locks.PropertyLocks(tmp_path)
+    try:
+        busy = mine.try_acquire("aaaa", "zillow")
+        assert busy is not None and busy.remote
+        assert f"PID {proc.pid} on {OTHER_HOST}" in busy.holders
+        assert mine.try_acquire("bbbb", "zillow") is None  # released by its holder
+        assert mine.wait([("aaaa", "zillow")], 2 * lease) == []  # refreshed: kept
+        frozen = stopped(proc)
+        assert mine.wait([("aaaa", "zillow")], 4 * lease) == [("aaaa", "zillow")]
+        assert time.monotonic() - frozen >= lease * 0.95
+    finally:
+        mine.release_all()
+        end(proc)
+
+
+def test_crawl_takes_over_pairs_of_a_frozen_crawl_on_another_host(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    keys = [p.key for p in dataset.PROPERTIES[:2]]
+    code = (
+        "import sys, time; from pathlib import Path; from phx_scraper.store import locks; "
+        "locks.configure({'PHX_LOCK_LEASE': 2}); "
+        "held = locks.PropertyLocks(Path(sys.argv[1])); "
+        "assert held.try_acquire(sys.argv[2], 'zillow') is None; "
+        "print('held', flush=True); time.sleep(60)"
+    )
+    argv = [sys.executable, "-c", code, str(store), property_hash(keys[0])]
+    proc = subprocess.Popen(on_other_host(argv), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+        stopped(proc)
+        crawl = run_crawl(
+            sandbox,
+            store,
+            "zillow",
+            *[f"address={dataset.property_by_key(k).address}" for k in keys[:1]],
+            settings={"PHX_LOCK_LEASE": "2", "PHX_BROWSER_SOURCES": ""},
+        )
+    finally:
+        end(proc)
+    assert crawl.returncode == 0, crawl.stderr
+    assert "1 pairs are held by crawls on other hosts; waiting up to 3s" in crawl.log
+    assert f"left by unresponsive (heartbeat stopped) PID {proc.pid} on {OTHER_HOST}" in crawl.log
+    assert check_source(crawl.manifest, "zillow", keys[:1]) > 0
 
 
 def test_three_crawls_at_once_give_the_union(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from phx_scraper.store.cleanup import (
     check_store,
     plan,
 )
-from phx_scraper.store.locks import LockTimeout, store_lock
+from phx_scraper.store.locks import LockError, configure, store_lock
 from phx_scraper.store.manifest import ManifestError
 from phx_scraper.store.quota import QUOTA_SETTING, format_size, parse_quota
 from phx_scraper.store.reconcile import StoreNotFound
@@ -110,6 +110,7 @@ class Command(ScrapyCommand):
                 raise BadInput(f"unexpected argument {args[0]!r}")
             options = self.options(opts)
             wait = _number(opts.wait, "--wait")
+            configure(self.settings)
             check_store(root)
             result: Result | None = None
             refused: str | None = None
@@ -122,7 +123,7 @@ class Command(ScrapyCommand):
                         refused = f"{exc}; add --allow-empty to do it anyway"
             else:
                 made = plan(root, options, now)
-        except (BadInput, StoreNotFound, ManifestError, LockTimeout) as exc:
+        except (BadInput, StoreNotFound, ManifestError, LockError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             self.exitcode = 2
             return

@@ -18,6 +18,7 @@ from phx_scraper.browser import BrowserNotFound
 from phx_scraper.jobdir import DamagedJobdir, check_jobdir
 from phx_scraper.sources import parse_sources
 from phx_scraper.spiders.base import RUN_ID, parse_days, parse_flag
+from phx_scraper.store.locks import parse_lease
 from phx_scraper.store.quota import parse_quota
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class Command(ScrapyCrawlCommand):
                 raise ValueError(f"-a run_id={run_id!r}: expected 8 hex characters")
             if self.settings is not None:
                 parse_quota(self.settings.get("PHX_STORE_QUOTA"))
+                parse_lease(self.settings.get("PHX_LOCK_LEASE"))
                 if warning := check_jobdir(self.settings.get("JOBDIR")):
                     print(f"warning: {warning}", file=sys.stderr)
             if "sources" in spargs:

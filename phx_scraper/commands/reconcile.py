@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from scrapy.commands import ScrapyCommand
 
-from phx_scraper.store.locks import LockTimeout, store_lock
+from phx_scraper.store.locks import LockError, configure, store_lock
 from phx_scraper.store.manifest import ManifestError
 from phx_scraper.store.reconcile import (
     Issue,
@@ -54,11 +54,12 @@ class Command(ScrapyCommand):
         assert self.settings is not None
         root = Path(self.settings["IMAGES_STORE"]).resolve()
         try:
+            configure(self.settings)
             # Repair changes the store: no crawl may run meanwhile (a check may).
             hold = store_lock(root, exclusive=True) if opts.repair else nullcontext()
             with hold:
                 report = reconcile(root, repair=opts.repair)
-        except (StoreNotFound, ManifestError, LockTimeout) as exc:
+        except (StoreNotFound, ManifestError, LockError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             self.exitcode = 2
             return

@@ -21,9 +21,9 @@ from scrapy import Spider, signals
 from scrapy.utils.defer import deferred_from_coro
 
 from phx_scraper.items import PropertyImagesItem
-from phx_scraper.store import history
+from phx_scraper.store import history, locks
 from phx_scraper.store import manifest as manifest_store
-from phx_scraper.store.locks import LockTimeout, store_lock
+from phx_scraper.store.locks import LockError, store_lock
 from phx_scraper.store.neardup import Thresholds
 from phx_scraper.store.quota import format_size
 from phx_scraper.store.reconcile import log_report, reconcile, reconcile_report
@@ -72,6 +72,7 @@ class ManifestWriter:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         root = Path(crawler.settings["IMAGES_STORE"]).resolve()
+        locks.configure(crawler.settings)
         thresholds = Thresholds(
             phash=crawler.settings.getint("PHX_NEAR_DUP_PHASH", Thresholds.phash),
             dhash=crawler.settings.getint("PHX_NEAR_DUP_DHASH", Thresholds.dhash),
@@ -196,8 +197,10 @@ class ManifestWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             # Shared with other crawls; cleanup and repair wait for it.
-            self.store_hold.enter_context(store_lock(self.root, exclusive=False))
-        except LockTimeout as exc:
+            self.store_hold.enter_context(
+                store_lock(self.root, exclusive=False, on_lost=self.store_lock_lost)
+            )
+        except LockError as exc:
             logger.error("%s", exc)
             assert self.crawler.engine is not None
             deferred_from_coro(self.crawler.engine.close_spider_async(reason="store_locked"))
@@ -209,6 +212,18 @@ class ManifestWriter:
         except manifest_store.ManifestError as exc:
             logger.error("%s", exc)
             self.previous = None
+
+    def store_lock_lost(self) -> None:
+        """Another host took this crawl's store lease over (its heartbeat stalled):
+        cleanup may be running, so stop writing. Runs in the heartbeat thread."""
+
+        def close() -> None:
+            if not self.closing and self.crawler.engine is not None:
+                deferred_from_coro(self.crawler.engine.close_spider_async(reason="lock_lost"))
+
+        from twisted.internet import reactor
+
+        reactor.callFromThread(close)
 
     def unfinished(self, spider: Spider) -> list[tuple[str, str]]:
         """(property_hash, source) pairs of this crawl that have no outcome yet."""

@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 import scrapy
 from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet import threads
 
 from phx_scraper.addresses import Address, load_from_args
 from phx_scraper.browser import browser_settings, browser_sources
 from phx_scraper.items import Photo, PropertyImagesItem
 from phx_scraper.middlewares.blocks import BlockedResponse
 from phx_scraper.middlewares.breaker import SourceGivenUp
-from phx_scraper.store.locks import PropertyLocks
+from phx_scraper.store.locks import PropertyLocks, lease_seconds
 
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
@@ -121,19 +123,41 @@ class PropertySpider(scrapy.Spider):
         logger.info(
             "Run %s: %d properties on %s", self.run_id, len(self.targets), ", ".join(self.sources)
         )
-        self.property_locks = PropertyLocks(Path(self.settings["IMAGES_STORE"]))
+        locks = self.property_locks = PropertyLocks(Path(self.settings["IMAGES_STORE"]))
+        remote: list[tuple[str, str]] = []
         for address in self.targets.values():
             for source in self.sources:
-                holder = self.property_locks.try_acquire(address.property_hash, source)
-                if holder is not None:
-                    # Another crawl on this store is extracting the pair: it will
-                    # write the outcome; doing it twice at once helps nobody.
-                    logger.info("%s: skipping %s, %s has it", source, address.canonical, holder)
-                    self.skipped.add((address.property_hash, source))
-                    self.crawler.stats.inc_value("phx/skipped/locked")
-                    continue
-                for request in getattr(self, f"{source}_start")(address):
-                    yield request
+                busy = locks.try_acquire(address.property_hash, source)
+                if busy is None:
+                    for request in getattr(self, f"{source}_start")(address):
+                        yield request
+                elif busy.remote:
+                    remote.append((address.property_hash, source))
+                else:
+                    self.skip_locked(address.property_hash, source, busy.holders)
+        if remote:
+            # A crawl on another host has these pairs. Its lease is taken over if its
+            # heartbeat stops for a whole lease: wait that long (off the reactor) to know.
+            wait = lease_seconds() * 1.5
+            logger.info(
+                "%d pairs are held by crawls on other hosts; waiting up to %.0fs for them",
+                len(remote),
+                wait,
+            )
+            taken = await maybe_deferred_to_future(threads.deferToThread(locks.wait, remote, wait))
+            for key, source in remote:
+                if (key, source) in taken:
+                    for request in getattr(self, f"{source}_start")(self.targets[key]):
+                        yield request
+                else:
+                    self.skip_locked(key, source, locks.holders(key, source))
+
+    def skip_locked(self, key: str, source: str, holder: str) -> None:
+        """Another crawl on this store is extracting the pair: it will write the
+        outcome; doing it twice at once helps nobody."""
+        logger.info("%s: skipping %s, %s has it", source, self.targets[key].canonical, holder)
+        self.skipped.add((key, source))
+        self.crawler.stats.inc_value("phx/skipped/locked")
 
     # -- helpers for source modules ---------------------------------------
 

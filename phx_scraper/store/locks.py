@@ -1,38 +1,51 @@
-"""Cross-process locks on a store, built on the filelock package.
+"""Cross-process, cross-host locks on a store, built on filelock's leases.
 
-- the **store lock**: shared by crawls, exclusive for cleanup and repair
-  (``filelock.ReadWriteLock``, an SQLite transaction);
-- the **manifest lock**: one writer at a time for the read-merge-write
-  (``filelock.FileLock``, fcntl);
+- the **store lock**: shared by crawls, exclusive for cleanup and repair;
+- the **manifest lock**: one writer at a time for the read-merge-write;
 - **property locks**: one process extracts a property/source pair at a time;
   a crawl that finds a pair locked skips it and says so.
 
-The kernel releases fcntl locks and SQLite transactions when their holder
-dies, so a dead holder never blocks anyone: what it leaves is its owner
-record. Every holder writes one next to the lock (``<lock>.owner.<pid>.json``:
-PID, host, process start time, acquisition time, mode) for humans and for
-messages; a record whose PID is dead on this host is removed with a warning
-naming it, a live holder is never broken, and a malformed or empty record is
-reported and ignored. A wait has a timeout and its message names the holders.
+Every lock is a ``filelock.SoftFileLease``: a marker file naming its holder
+(PID, host, process start) that a heartbeat thread in the holder refreshes
+every third of the lease. A contender decides whether a held lock can be
+taken over by who holds it:
 
-Limitation: on a filesystem shared between hosts, fcntl and SQLite locking
-depend on the filesystem; a holder on another host is named in messages but
-its liveness cannot be checked from here.
+- a holder on **this host** is judged by its PID: dead (or its PID reused by
+  another process) means the lock is taken at once, alive means never, even
+  when it is suspended (Ctrl-Z) and its heartbeat is not running;
+- a holder on **another host** (a store on a shared filesystem) cannot be
+  checked from here: its lock is taken only after its marker has gone
+  unrefreshed for a whole lease (``PHX_LOCK_LEASE``, which every process on a
+  store must agree on), as observed on the contender's own clock.
+
+The store lock is made of such leases: a crawl holds a *reader* lease of its
+own, taken while it briefly holds the *gate*; cleanup and repair hold the gate
+and wait until every reader lease is released or taken over.
+
+For humans and messages, every holder also writes an owner record next to the
+lock (``<lock>.owner.<host>.<pid>.json``: PID, host, process start time,
+acquisition time, mode). A record left by a dead holder on this host, or by a
+holder whose lock was taken over, is removed with a warning naming it; a
+malformed or empty record is reported and ignored. A wait has a timeout and
+its message names the holders.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, ReadWriteLock, Timeout
+from filelock import LeaseCompromise, LeaseSettingsMismatch, SoftFileLease, Timeout
+from filelock._identity import host_name, owner_is_stale
 
 from phx_scraper.store.files import atomic_write
 
@@ -40,9 +53,44 @@ logger = logging.getLogger(__name__)
 
 LOCKS_DIR = "locks"
 HOST = socket.gethostname()
+#: Seconds a holder on another host may go without a heartbeat before its lock
+#: is taken over (the ``PHX_LOCK_LEASE`` default).
+DEFAULT_LEASE = 30.0
+POLL = 0.05
+_lease_seconds = DEFAULT_LEASE
 
 
-class LockTimeout(Exception):
+def lease_seconds() -> float:
+    """The lease of this process's locks (``PHX_LOCK_LEASE``)."""
+    return _lease_seconds
+
+
+def parse_lease(value: object) -> float:
+    """``PHX_LOCK_LEASE`` as seconds; ValueError saying what is wrong."""
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 1):
+        raise ValueError(f"PHX_LOCK_LEASE={value!r}: expected a number of seconds, at least 1")
+    return seconds
+
+
+def configure(settings: Any) -> None:
+    """Use the ``PHX_LOCK_LEASE`` of these settings for every lock of this process.
+
+    Every process on a store must use the same lease; a process that meets a
+    lease of another length stops with an error saying so.
+    """
+    global _lease_seconds
+    _lease_seconds = parse_lease(settings.get("PHX_LOCK_LEASE", DEFAULT_LEASE))
+
+
+class LockError(Exception):
+    """A lock cannot be taken; the message says why and names who holds it."""
+
+
+class LockTimeout(LockError):
     """Waited too long for a lock; the message names who holds it."""
 
 
@@ -65,23 +113,50 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+class Lease(SoftFileLease):
+    """A lease whose holder on this host is judged by its PID, not its heartbeat.
+
+    ``SoftFileLease`` takes over any lease left unrefreshed for its duration;
+    on this host liveness can be checked, so a running holder keeps its lock
+    even while suspended. Holders elsewhere follow the heartbeat rule.
+    """
+
+    def _try_break_stale_lock(self) -> None:
+        peer = self._read_peer()
+        if peer is not None:
+            owner = peer[0]
+            if owner.hostname == host_name() and not owner_is_stale(
+                owner.pid, owner.hostname, owner.start
+            ):
+                return
+        super()._try_break_stale_lock()
+
+
+def _lease(path: Path, on_lost: Callable[[LeaseCompromise], None] | None) -> Lease:
+    return Lease(
+        path,
+        lease_duration=_lease_seconds,
+        on_compromise=on_lost,
+        thread_local=False,  # taken in one thread, released in another
+        poll_interval=POLL,
+    )
+
+
 def _alive(record: dict[str, Any]) -> bool:
     pid = int(record.get("pid", -1))
     if record.get("host") != HOST:
-        return True  # cannot tell from here: never broken
+        return True  # judged by the lease's heartbeat, not from here
     if not pid_alive(pid):
         return False
     start = record.get("process_start")
     return start is None or _process_start(pid) in (None, start)
 
 
-def _owner_path(lock: Path, pid: int) -> Path:
-    return lock.with_name(f"{lock.name}.owner.{pid}.json")
+def _owner_path(lock: Path, host: str, pid: int) -> Path:
+    return lock.with_name(f"{lock.name}.owner.{host}.{pid}.json")
 
 
-def holders(lock: Path) -> list[dict[str, Any]]:
-    """Live holders of ``lock``; removes (and warns about) records of dead ones."""
-    found = []
+def _records(lock: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     for path in sorted(lock.parent.glob(f"{lock.name}.owner.*.json")):
         try:
             record = json.loads(path.read_text())
@@ -92,18 +167,30 @@ def holders(lock: Path) -> list[dict[str, Any]]:
             with suppress(OSError):
                 path.unlink()
             continue
+        yield path, record
+
+
+def _reclaimed(lock: Path, path: Path, record: dict[str, Any], why: str) -> None:
+    logger.warning(
+        "Reclaimed %s left by %s PID %s on %s (acquired %s)",
+        lock.name,
+        why,
+        record.get("pid"),
+        record.get("host"),
+        record.get("acquired_at"),
+    )
+    with suppress(OSError):
+        path.unlink()
+
+
+def holders(lock: Path) -> list[dict[str, Any]]:
+    """Holders of ``lock`` by their records; removes (and warns about) dead ones here."""
+    found = []
+    for path, record in _records(lock):
         if _alive(record):
             found.append(record)
-            continue
-        logger.warning(
-            "Reclaimed %s left by dead PID %s on %s (acquired %s)",
-            lock.name,
-            record.get("pid"),
-            record.get("host"),
-            record.get("acquired_at"),
-        )
-        with suppress(OSError):
-            path.unlink()
+        else:
+            _reclaimed(lock, path, record, "dead")
     return found
 
 
@@ -117,10 +204,21 @@ def describe(records: list[dict[str, Any]]) -> str:
     )
 
 
-@contextmanager
-def _owned(lock: Path, mode: str) -> Iterator[None]:
-    holders(lock)  # clears what dead holders left
+def _claim(lock: Path, mode: str) -> Path:
+    """Write this process's owner record for ``lock``, which it now holds.
+
+    A record of a mode that cannot hold the lock with this one is stale: its
+    holder died, or stopped refreshing its lease and was taken over.
+    """
     pid = os.getpid()
+    mine = _owner_path(lock, HOST, pid)
+    for path, record in _records(lock):
+        if path == mine:
+            continue
+        if not _alive(record):
+            _reclaimed(lock, path, record, "dead")
+        elif mode == "exclusive" or record.get("mode") == "exclusive":
+            _reclaimed(lock, path, record, "unresponsive (heartbeat stopped)")
     record = {
         "pid": pid,
         "host": HOST,
@@ -128,13 +226,18 @@ def _owned(lock: Path, mode: str) -> Iterator[None]:
         "acquired_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "mode": mode,
     }
-    path = _owner_path(lock, pid)
-    atomic_write(path, json.dumps(record).encode())
+    atomic_write(mine, json.dumps(record).encode())
+    return mine
+
+
+@contextmanager
+def _owned(lock: Path, mode: str) -> Iterator[None]:
+    mine = _claim(lock, mode)
     try:
         yield
     finally:
         with suppress(OSError):
-            path.unlink()
+            mine.unlink()
 
 
 def _lock_path(root: Path, name: str) -> Path:
@@ -143,46 +246,101 @@ def _lock_path(root: Path, name: str) -> Path:
     return path
 
 
-@contextmanager
-def store_lock(root: Path, exclusive: bool, timeout: float = 60) -> Iterator[None]:
-    """Shared (crawls) or exclusive (cleanup, repair) hold on the whole store."""
-    path = _lock_path(root, "store.lock")
-    lock = ReadWriteLock(path, is_singleton=False)
-    mode = "exclusive" if exclusive else "shared"
+def _lost(what: str, then: Callable[[], None] | None) -> Callable[[LeaseCompromise], None]:
+    def report(compromise: LeaseCompromise) -> None:
+        logger.error(
+            "Lost %s (%s): another process took it over after this one stopped refreshing it",
+            what,
+            compromise.reason,
+        )
+        if then is not None:
+            then()
+
+    return report
+
+
+def _acquire(lease: Lease, deadline: float, message: Callable[[], str]) -> None:
     try:
-        if exclusive:
-            lock.acquire_write(timeout=timeout)
-        else:
-            lock.acquire_read(timeout=timeout)
+        lease.acquire(timeout=max(0.0, deadline - time.monotonic()))
     except Timeout:
-        raise LockTimeout(
+        raise LockTimeout(message()) from None
+    except LeaseSettingsMismatch as exc:
+        raise LockError(f"{exc} (PHX_LOCK_LEASE)") from None
+
+
+@contextmanager
+def store_lock(
+    root: Path,
+    exclusive: bool,
+    timeout: float = 60,
+    on_lost: Callable[[], None] | None = None,
+) -> Iterator[None]:
+    """Shared (crawls) or exclusive (cleanup, repair) hold on the whole store.
+
+    ``on_lost`` runs (in the heartbeat thread) if the hold is taken over.
+    """
+    path = _lock_path(root, "store.lock")
+    readers = _lock_path(root, "store.readers/x").parent
+    mode = "exclusive" if exclusive else "shared"
+    deadline = time.monotonic() + timeout
+
+    def busy() -> str:
+        return (
             f"{root}: the store is locked by {describe(holders(path))}; "
             f"gave up after {timeout:.0f}s"
-        ) from None
+        )
+
+    report = _lost(f"the {mode} store lock", on_lost)
+    gate = _lease(path.with_name("store.gate"), report)
+    _acquire(gate, deadline, busy)
+    hold = gate
+    try:
+        if exclusive:
+            # New readers wait at the gate; wait for the ones inside to leave.
+            for marker in sorted(readers.glob("*.lease")):
+                reader = _lease(marker, None)
+                _acquire(reader, deadline, busy)
+                reader.release()
+        else:
+            name = f"{HOST}.{os.getpid()}.{time.monotonic_ns():x}.lease"
+            hold = _lease(readers / name, report)
+            _acquire(hold, deadline, busy)
+    finally:
+        if hold is not gate:
+            gate.release()
     try:
         with _owned(path, mode):
             yield
     finally:
-        lock.release()
-        lock.close()
+        hold.release()
 
 
 @contextmanager
 def manifest_lock(root: Path, timeout: float = 120) -> Iterator[None]:
     path = _lock_path(root, "manifest.lock")
-    lock = FileLock(path)
-    try:
-        lock.acquire(timeout=timeout)
-    except Timeout:
-        raise LockTimeout(
+    held = _lease(path, _lost("the manifest lock", None))
+    _acquire(
+        held,
+        time.monotonic() + timeout,
+        lambda: (
             f"{root}: the manifest is locked by {describe(holders(path))}; "
             f"gave up after {timeout:.0f}s"
-        ) from None
+        ),
+    )
     try:
         with _owned(path, "exclusive"):
             yield
     finally:
-        lock.release()
+        held.release()
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Who holds a property/source pair another crawl asked for."""
+
+    holders: str
+    #: Held from another host only: the lease is taken over if its heartbeat stops.
+    remote: bool
 
 
 class PropertyLocks:
@@ -190,24 +348,57 @@ class PropertyLocks:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.held: dict[tuple[str, str], FileLock] = {}
+        self.held: dict[tuple[str, str], Lease] = {}
+        #: Leases asked for and found held: kept, as a lease held from another
+        #: host is taken over only once seen unrefreshed for a whole lease.
+        self.waiting: dict[tuple[str, str], Lease] = {}
 
-    def try_acquire(self, property_hash: str, source: str) -> str | None:
+    def _path(self, property_hash: str, source: str) -> Path:
+        return _lock_path(self.root, f"properties/{property_hash}.{source}.lock")
+
+    def try_acquire(self, property_hash: str, source: str) -> Busy | None:
         """None when acquired; else who holds the pair."""
-        path = _lock_path(self.root, f"properties/{property_hash}.{source}.lock")
-        lock = FileLock(path)
+        key = (property_hash, source)
+        path = self._path(property_hash, source)
+        lease = self.waiting.pop(key, None) or _lease(path, _lost(f"the lock on {path.name}", None))
         try:
-            lock.acquire(blocking=False)
+            lease.acquire(blocking=False)
+        except LeaseSettingsMismatch as exc:
+            raise LockError(f"{exc} (PHX_LOCK_LEASE)") from None
         except Timeout:
-            return describe(holders(path))
-        self.held[(property_hash, source)] = lock
+            self.waiting[key] = lease
+            records = holders(path)
+            remote = bool(records) and all(r.get("host") != HOST for r in records)
+            return Busy(describe(records), remote)
+        _claim(path, "exclusive")
+        self.held[key] = lease
         return None
 
+    def wait(self, keys: list[tuple[str, str]], timeout: float) -> list[tuple[str, str]]:
+        """Try ``keys`` again until each is acquired or ``timeout`` passes (blocks).
+
+        Long enough a wait (more than a lease) takes over every lease whose
+        holder on another host stopped refreshing it. Returns those acquired.
+        """
+        deadline = time.monotonic() + timeout
+        left = list(keys)
+        while True:
+            left = [key for key in left if self.try_acquire(*key) is not None]
+            if not left or time.monotonic() >= deadline:
+                return [key for key in keys if key not in left]
+            time.sleep(POLL * 4)
+
+    def holders(self, property_hash: str, source: str) -> str:
+        return describe(holders(self._path(property_hash, source)))
+
     def release(self, property_hash: str, source: str) -> None:
-        lock = self.held.pop((property_hash, source), None)
-        if lock is not None:
-            lock.release()
+        lease = self.held.pop((property_hash, source), None)
+        if lease is not None:
+            with suppress(OSError):
+                _owner_path(self._path(property_hash, source), HOST, os.getpid()).unlink()
+            lease.release()
 
     def release_all(self) -> None:
         for key in list(self.held):
             self.release(*key)
+        self.waiting.clear()
