@@ -2,6 +2,9 @@
 
 One decode serves every check, the thumbnails and the perceptual hashes
 (computed on the largest thumbnail: the same hash, a fraction of the work).
+A JPEG stored as downloaded is decoded at a reduced scale (``draft``): just
+the pixels the thumbnails need, while its compressed data is still read to
+the end, so a truncated or corrupt body is caught as by a full decode.
 The pixel count is checked from the header before that decode, so a
 decompression bomb costs no memory. Rejections carry a short reason that ends
 up in the manifest and in the stats (``phx/image/rejected/<reason>``).
@@ -123,6 +126,8 @@ def process(body: bytes, standard: Standard) -> ProcessedImage:
     if fmt is None:
         raise ImageRejected("not_an_image", f"starts with {body[:16]!r}")
     image = _open(body, fmt, standard)
+    if fmt != "JPEG":
+        _load(image, body, fmt)  # a PNG's EXIF may follow its pixels: decode them first
     orientation = _orientation(image)
     width, height = image.size
     if orientation in _SWAPS_SIDES:
@@ -132,16 +137,23 @@ def process(body: bytes, standard: Standard) -> ProcessedImage:
     icc = image.info.get("icc_profile") or None
     data = _kept_losslessly(body, fmt, image, orientation, icc, standard)
     if data is not None:
+        # Stored as downloaded: its pixels are only needed for the thumbnails and
+        # hashes, so the decoder scales the DCT down (draft). The entropy-coded
+        # data is still decoded in full: truncation and corruption show the same.
         ext = "jpg"
         icc = icc if standard.keep_icc else None
+        image.draft(image.mode, (_smallest_needed(standard),) * 2)
+        _load(image, body, fmt)
     else:
+        _load(image, body, fmt)
         image, data, ext, icc = _reencode(image, orientation, icc, standard)
+        width, height = image.size
     thumbs, small = _thumbnails(image, standard.thumb_sizes, icc)
     return ProcessedImage(
         data=data,
         ext=ext,
-        width=image.width,
-        height=image.height,
+        width=width,
+        height=height,
         source_md5=md5_hex(body),
         phash=str(imagehash.phash(small)),
         dhash=str(imagehash.dhash(small)),
@@ -160,11 +172,21 @@ def _open(body: bytes, fmt: str, standard: Standard) -> Image.Image:
     # Decided from the header, before any pixel is decoded: memory stays bounded.
     if width * height > standard.max_pixels:
         raise ImageRejected("too_many_pixels", f"{width}x{height}")
+    return image
+
+
+def _load(image: Image.Image, body: bytes, fmt: str) -> None:
+    """Decode the first frame, all of its data: verify() would miss bad pixel data."""
     try:
-        image.load()  # the first frame only, in full: verify() would miss bad pixel data
+        image.load()
     except Exception as exc:
         raise ImageRejected(_failure(body, fmt, exc), str(exc)) from exc
-    return image
+
+
+def _smallest_needed(standard: Standard) -> int:
+    """The smallest square the decoded pixels must cover: the largest thumbnail,
+    and enough for the perceptual hashes."""
+    return max((*standard.thumb_sizes, 64))
 
 
 def _failure(body: bytes, fmt: str, exc: Exception) -> str:
@@ -281,17 +303,21 @@ def _in_srgb(image: Image.Image, profile: ImageCms.ImageCmsProfile) -> Image.Ima
 def _thumbnails(
     image: Image.Image, sizes: tuple[int, ...], icc: bytes | None
 ) -> tuple[dict[int, bytes], Image.Image]:
-    """Thumbnail JPEGs, and the largest thumbnail as a small image to hash."""
+    """Thumbnail JPEGs, and the largest thumbnail as a small image to hash.
+
+    Consumes ``image``: it may be shrunk in place."""
     thumbs: dict[int, bytes] = {}
     source = _to_rgb(image)
     largest: Image.Image | None = None
-    for size in sorted(sizes, reverse=True):
-        thumb = source.copy()
+    for n, size in enumerate(sorted(sizes, reverse=True)):
+        # The decoded image is not needed after this: the first thumbnail may
+        # shrink it in place (no full-size copy); the smaller ones start from it.
+        thumb = source if n == 0 else source.copy()
         # reducing_gap: a fast integer reduce() first, then a short resample.
         thumb.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
         thumbs[size] = _encode(thumb, "JPEG", icc, quality=80)
         largest = largest or thumb
-        source = thumb  # the next, smaller size starts from this one
+        source = thumb
     return thumbs, largest or source
 
 
