@@ -66,6 +66,8 @@ PHX_IMAGE_MAX_PIXELS = 60_000_000
 # Keep (or convert to sRGB and drop) the ICC colour profile of stored images.
 PHX_IMAGE_KEEP_ICC = False
 PHX_IMAGE_WORKERS = 0  # 0 = one per core
+# Photos downloading or waiting for a worker at once (0 = 8 per worker): bounds memory.
+PHX_IMAGE_INFLIGHT = 0
 PHX_THUMB_SIZES = [256]
 # Storage ceiling ("20GB", "500MB"; None = no limit) and the share that warns.
 PHX_STORE_QUOTA = None
@@ -86,6 +88,11 @@ PHX_MANIFEST_CHECKPOINT_SECONDS = 60
 # store on a shared filesystem) that stops refreshing for this many seconds
 # loses its locks. Every process on a store must use the same value.
 PHX_LOCK_LEASE = 30
+
+# After every crawl the store is checked against the manifest: the files the
+# crawl wrote are hashed, the others checked by size. True hashes every file
+# (what `scrapy reconcile` always does).
+PHX_RECONCILE_HASH_ALL = False
 
 # Run records kept under <IMAGES_STORE>/runs/ (older ones are pruned).
 PHX_RUNS_KEEP = 100

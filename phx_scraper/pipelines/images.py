@@ -29,7 +29,7 @@ from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.pipelines.images import ImagesPipeline
 from scrapy.pipelines.media import _MediaRequestFiltered
 from scrapy.utils.defer import deferred_from_coro
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.python.failure import Failure
 
 from phx_scraper.items import PropertyImagesItem, RejectedImage, StoredImage
@@ -94,7 +94,12 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
             keep_icc=settings.getbool("PHX_IMAGE_KEEP_ICC"),
             thumb_sizes=tuple(int(size) for size in settings.getlist("PHX_THUMB_SIZES", [256])),
         )
-        workers = settings.getint("PHX_IMAGE_WORKERS") or os.cpu_count() or 2
+        # Image work alternates between the CPU and waiting for the disk to confirm
+        # writes (fsync): two threads per core keep both busy.
+        workers = settings.getint("PHX_IMAGE_WORKERS") or 2 * (os.cpu_count() or 1)
+        # Photos downloading or waiting for a worker: their bodies are what a crawl
+        # holds in memory, so they are bounded, and downloads wait for a slot.
+        self.slots = DeferredSemaphore(settings.getint("PHX_IMAGE_INFLIGHT") or 8 * workers)
         self.keep_originals = settings.getbool("PHX_STORE_ORIGINALS")
         self.quota = parse_quota(settings.get("PHX_STORE_QUOTA"))
         self.quota_warn = settings.getfloat("PHX_STORE_QUOTA_WARN", 0.9)
@@ -179,22 +184,38 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
 
     def media_to_download(
         self, request: Request, info: MediaPipeline.SpiderInfo, *, item: Any = None
-    ) -> Deferred[FileInfo | None] | None:
-        """The pre-download check: a URL whose bytes are stored is not fetched again."""
+    ) -> Deferred[FileInfo | None]:
+        """The pre-download check: a URL whose bytes are stored is not fetched again.
+
+        A photo to download waits for an in-flight slot first (see ``_download_slot``).
+        """
         assert self.index is not None
         if getattr(info.spider, "force", False):
-            return None
+            return self._download_slot(request)
         now = time.time()
         rejection = self.index.rejection(request.url)
         if rejection and now - rejection[1] <= self.expires * 86400:
             raise Rejected(rejection[0], "rejected by an earlier crawl; not fetched again")
         entry = self.index.get(request.url)
         if entry is None or now - entry.fetched_at > self.expires * 86400:
-            return None
+            return self._download_slot(request)
         if not (self.root / entry.path).exists():
-            return None  # a ghost: fetch again
+            return self._download_slot(request)  # a ghost: fetch again
         self.stats.inc_value("phx/image/uptodate")
         return succeed(cast("FileInfo", self._file_info(request, entry, "uptodate")))
+
+    def _download_slot(self, request: Request) -> Deferred[FileInfo | None]:
+        """Fires (with None: download it) once the photo may be fetched; the slot is
+        given back when its body has been stored or rejected (``_free_slot``)."""
+
+        def taken(_: object) -> None:
+            request.meta["phx_slot"] = True
+
+        return self.slots.acquire().addCallback(taken)
+
+    def _free_slot(self, request: Request) -> None:
+        if request.meta.pop("phx_slot", False):
+            self.slots.release()
 
     # -- download results -------------------------------------------------
 
@@ -206,20 +227,34 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         *,
         item: Any = None,
     ) -> FileInfo:
-        if response.status != 200:
-            raise ImageRejected(f"http_{response.status}")
-        if response.url != request.url and not self._trusted(
-            request.meta["phx_source"], response.url
-        ):
-            # A redirect (MEDIA_ALLOW_REDIRECTS) must land on a trusted host too.
-            raise ImageRejected("host_not_allowed", response.url)
-        loop = asyncio.get_running_loop()
-        processed, md5, path, written = await loop.run_in_executor(
-            self.executor, self._process_and_store, response.body
-        )
+        try:
+            if response.status != 200:
+                raise ImageRejected(f"http_{response.status}")
+            if response.url != request.url and not self._trusted(
+                request.meta["phx_source"], response.url
+            ):
+                # A redirect (MEDIA_ALLOW_REDIRECTS) must land on a trusted host too.
+                raise ImageRejected("host_not_allowed", response.url)
+            loop = asyncio.get_running_loop()
+            entry, written = await loop.run_in_executor(
+                self.executor, self._process_and_store, response.body, request.url
+            )
+        finally:
+            self._free_slot(request)
         self.stats.inc_value("phx/image/stored" if written else "phx/image/deduplicated")
+        return cast("FileInfo", self._file_info(request, entry, "downloaded"))
+
+    def _process_and_store(self, body: bytes, url: str) -> tuple[IndexEntry, bool]:
+        """In a worker thread: check, standardize and store ``body``, then index it."""
+        try:
+            processed, md5, path, written = self._write(body)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                # atomic_write removed its temp file: no partial file under a content name.
+                raise ImageRejected("disk_full", str(exc)) from exc
+            raise
         entry = IndexEntry(
-            url=request.url,
+            url=url,
             source_md5=processed.source_md5,
             md5=md5,
             path=path,
@@ -233,16 +268,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         # Only now, with the file durable, does the index learn about it.
         assert self.index is not None
         self.index.put(entry)
-        return cast("FileInfo", self._file_info(request, entry, "downloaded"))
-
-    def _process_and_store(self, body: bytes) -> tuple[ProcessedImage, str, str, bool]:
-        try:
-            return self._write(body)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                # atomic_write removed its temp file: no partial file under a content name.
-                raise ImageRejected("disk_full", str(exc)) from exc
-            raise
+        return entry, written
 
     def _write(self, body: bytes) -> tuple[ProcessedImage, str, str, bool]:
         processed = process(body, self.standard)
@@ -275,6 +301,7 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
     def media_failed(
         self, failure: Failure, request: Request, info: MediaPipeline.SpiderInfo
     ) -> Any:
+        self._free_slot(request)  # the download failed
         error = failure.value
         if isinstance(error, ImageRejected):
             assert self.index is not None
