@@ -456,6 +456,39 @@ def test_crawl_end_hook_logs_and_summarizes(
     assert "store check: errors 1, warnings 0" in caplog.text
 
 
+def test_quick_check_hashes_what_it_is_told_and_every_file_of_another_size(
+    store: Path, images: list[dict[str, Any]]
+) -> None:
+    rotten, truncated = (store / image["path"] for image in images[:2])
+    flipped = bytearray(rotten.read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF  # bit rot: same size
+    rotten.write_bytes(bytes(flipped))
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+
+    quick = reconcile(store, rehash={images[2]["path"]})
+    assert [(e.kind, e.path) for e in quick.errors] == [("mismatch", images[1]["path"])]
+    assert (quick.files_checked, quick.files_hashed) == (3, 2)  # written + truncated
+    full = reconcile(store)
+    assert sorted((e.kind, e.path) for e in full.errors) == sorted(
+        ("mismatch", images[i]["path"]) for i in (0, 1)
+    )
+    assert full.files_hashed == 3
+
+
+def test_crawl_end_check_hashes_only_what_the_crawl_wrote_unless_told(
+    store: Path, images: list[dict[str, Any]]
+) -> None:
+    rotten = store / images[0]["path"]
+    flipped = bytearray(rotten.read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF
+    rotten.write_bytes(bytes(flipped))
+    for settings, errors, hashed in (({}, 0, 0), ({"PHX_RECONCILE_HASH_ALL": True}, 1, 3)):
+        crawler = get_crawler(Spider, {"IMAGES_STORE": str(store), **settings})
+        writer = ManifestWriter.from_crawler(crawler)
+        summary = writer.check_store(RUN)
+        assert (summary["errors"], summary["files_hashed"]) == (errors, hashed)
+
+
 # -- the command --------------------------------------------------------------
 
 

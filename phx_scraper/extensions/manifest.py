@@ -65,6 +65,7 @@ class ManifestWriter:
         self.clock = clock
         self.last_checkpoint = clock()
         self.keep_runs = history.DEFAULT_KEEP
+        self.hash_all = False
         self.previous: manifest_store.Manifest | None = None
         self.store_hold = ExitStack()
         self.closing = False
@@ -88,6 +89,7 @@ class ManifestWriter:
         crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         ext.keep_runs = crawler.settings.getint("PHX_RUNS_KEEP", history.DEFAULT_KEEP)
+        ext.hash_all = crawler.settings.getbool("PHX_RECONCILE_HASH_ALL")
         return ext
 
     def item_scraped(self, item: Any, spider: Spider) -> None:
@@ -249,9 +251,20 @@ class ManifestWriter:
         return dataclasses.asdict(item)
 
     def check_store(self, run_id: str) -> dict[str, Any]:
-        """Read-only reconciliation after every crawl, so a damaged store is noticed."""
+        """Read-only reconciliation after every crawl, so a damaged store is noticed.
+
+        Quick unless PHX_RECONCILE_HASH_ALL: the files this crawl wrote are hashed,
+        the others checked by size, so its cost does not grow with the store."""
+        wrote = None
+        if not self.hash_all:
+            wrote = {
+                image["path"]
+                for record in self.records
+                for image in record["images"]
+                if image["status"] == "downloaded"
+            }
         try:
-            report = reconcile(self.root)
+            report = reconcile(self.root, rehash=wrote)
         except (OSError, manifest_store.ManifestError) as exc:
             logger.error("Reconcile failed: %s", exc)
             return {"failed": str(exc)}

@@ -64,7 +64,7 @@ import os
 import re
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -127,6 +127,8 @@ class Report:
     repair: bool = False
     files_checked: int = 0
     bytes_checked: int = 0
+    #: Content files whose MD5 was computed (all of them, unless the check was quick).
+    files_hashed: int = 0
     errors: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
     pending: list[Issue] = field(default_factory=list)
@@ -149,6 +151,7 @@ class Report:
             "repaired": len(self.repaired),
             "files_checked": self.files_checked,
             "bytes_checked": self.bytes_checked,
+            "files_hashed": self.files_hashed,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,6 +178,7 @@ class _Scan:
     thumbs: set[str] = field(default_factory=set)
     temp: list[str] = field(default_factory=list)
     stray: list[str] = field(default_factory=list)
+    hashed: int = 0
 
 
 def file_md5(path: Path) -> tuple[str, int]:
@@ -188,16 +192,29 @@ def file_md5(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def reconcile(root: Path, *, repair: bool = False) -> Report:
-    """Check the store at ``root`` against its manifest; with ``repair``, fix the errors."""
+def reconcile(root: Path, *, repair: bool = False, rehash: Collection[str] | None = None) -> Report:
+    """Check the store at ``root`` against its manifest; with ``repair``, fix the errors.
+
+    Every content file is hashed, unless ``rehash`` names the only ones to hash
+    (the quick check after a crawl: the files it wrote). The others are then
+    taken to hold what their name says when their size is the manifest's; a
+    file of another size is hashed, so truncation is still found.
+    """
     if not root.is_dir() or not (
         (root / manifest_store.MANIFEST_NAME).exists() or (root / "full").is_dir()
     ):
         raise StoreNotFound(f"{root}: no store here (no {manifest_store.MANIFEST_NAME}, no full/)")
     manifest = manifest_store.load(root)
-    scan = _scan(root)
+    sizes = None
+    if rehash is not None:
+        sizes = {
+            i["path"]: i["bytes"] for p in manifest["properties"].values() for i in p["images"]
+        }
+        sizes.update((rel, -1) for rel in rehash)  # -1: never a size, always hashed
+    scan = _scan(root, sizes)
     report = Report(root=root, checked_at=manifest_store.utc_now(), repair=repair)
     report.files_checked = len(scan.content)
+    report.files_hashed = scan.hashed
     report.bytes_checked = sum(size for _, size in scan.content.values())
     report.temp_files, report.stray_files = scan.temp, scan.stray
     with _shape_checked(root):
@@ -297,7 +314,9 @@ def _shape_checked(root: Path) -> Iterator[None]:
 # -- scanning ---------------------------------------------------------------
 
 
-def _scan(root: Path) -> _Scan:
+def _scan(root: Path, sizes: dict[str, int] | None = None) -> _Scan:
+    """Walk the store; content files are hashed, or with ``sizes`` only those
+    whose size is not the one given (see ``reconcile``)."""
     scan = _Scan()
     for dirpath, dirnames, filenames in _walk(root):
         base = Path(dirpath)
@@ -311,7 +330,7 @@ def _scan(root: Path) -> _Scan:
             if name.startswith(TEMP_PREFIX):
                 scan.temp.append(rel)
             elif checked:
-                _classify(root, rel, scan)
+                _classify(root, rel, scan, sizes)
     return scan
 
 
@@ -332,14 +351,18 @@ def _walk(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
             yield dirpath, dirnames, filenames
 
 
-def _classify(root: Path, rel: str, scan: _Scan) -> None:
+def _classify(root: Path, rel: str, scan: _Scan, sizes: dict[str, int] | None) -> None:
     path = root / rel
     content = _CONTENT.match(rel)
     if path.is_symlink():
         scan.stray.append(rel)
     elif content and content["md5"].startswith(content["dir"]):
         try:
+            if sizes is not None and (size := path.stat().st_size) == sizes.get(rel, size):
+                scan.content[rel] = (content["md5"], size)
+                return
             scan.content[rel] = file_md5(path)
+            scan.hashed += 1
         except FileNotFoundError:
             pass  # removed since the walk (cleanup): absent like any other missing file
         except OSError as exc:
