@@ -83,6 +83,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="instead of benchmarking, run (a) once under py-spy (all threads) and write "
         "its profile to OUT: speedscope for .json, flamegraph for .svg, else collapsed stacks",
     )
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="with --profile: sample only threads holding the GIL (where Python time goes)",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.images, args.repeat = SMOKE_IMAGES, 1
@@ -348,6 +353,7 @@ def profile(args: argparse.Namespace, base_url: str, work: Path) -> None:
     for variant, target in (("a", out), ("e", out.with_stem(f"{out.stem}-rerun"))):
         command = [
             *(spy, "record", "--threads", "--rate", "200", "--format", fmt),
+            *(["--gil"] if args.gil else []),
             *("--output", str(target), "--", sys.executable, str(HERE / "crawl.py")),
             *crawl_command(variant, base_url, args.images, store, work / "stats-profile.json"),
         ]
