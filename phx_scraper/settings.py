@@ -65,7 +65,7 @@ PHX_IMAGE_QUALITY = 90
 PHX_IMAGE_MAX_PIXELS = 60_000_000
 # Keep (or convert to sRGB and drop) the ICC colour profile of stored images.
 PHX_IMAGE_KEEP_ICC = False
-PHX_IMAGE_WORKERS = 0  # 0 = one per core
+PHX_IMAGE_WORKERS = 0  # 0 = two per core
 # Photos downloading or waiting for a worker at once (0 = 8 per worker): bounds memory.
 PHX_IMAGE_INFLIGHT = 0
 PHX_THUMB_SIZES = [256]
