@@ -58,8 +58,12 @@ class ManifestWriter:
         self.root = root
         self.thresholds = thresholds
         self.crawler = crawler
-        self.records: list[dict[str, Any]] = []
-        self.flushed = 0  # records[:flushed] are already in the manifest on disk
+        #: Items not yet merged into the manifest on disk, as records.
+        self.pending: list[dict[str, Any]] = []
+        #: What the end of the crawl needs of the items already merged (``outcome``):
+        #: a crawl's memory does not grow with the photos it stores.
+        self.outcomes: list[dict[str, Any]] = []
+        self.unsaved_downloads = 0  # pending records that downloaded an image
         self.checkpoint_items = checkpoint_items
         self.checkpoint_seconds = checkpoint_seconds
         self.clock = clock
@@ -98,21 +102,25 @@ class ManifestWriter:
             if full:
                 # Not complete: the next run, with more room, finishes it.
                 item.status, item.reason = "failed", full[0]
-            self.records.append(dataclasses.asdict(item))
+            self.pending.append(dataclasses.asdict(item))
             locks = getattr(spider, "property_locks", None)
             if locks is not None and item.status != "blocked":
                 # Kept while blocked: the pair is not done, and a retry may follow.
                 locks.release(item.property_hash, item.source)
-            pending = len(self.records) - self.flushed
+            # Only new downloads count towards the item threshold: an item whose
+            # photos were all stored before is cheap to redo after a kill, and a
+            # checkpoint rewrites the whole manifest.
+            if any(image["status"] == "downloaded" for image in item.images):
+                self.unsaved_downloads += 1
             due = self.clock() - self.last_checkpoint >= self.checkpoint_seconds
-            if pending >= self.checkpoint_items or due:
+            if self.unsaved_downloads >= self.checkpoint_items or due:
                 self.checkpoint()
 
     def checkpoint(self) -> None:
         """Merge what is pending into the manifest: a killed crawl loses at most this window,
         and the URL index lets the next run add that window back without downloading it."""
         self.root.mkdir(parents=True, exist_ok=True)
-        saved = self.records[self.flushed :]
+        saved = self.pending
         try:
             manifest_store.update(self.root, saved, self.thresholds)
         except OSError as exc:
@@ -124,7 +132,9 @@ class ManifestWriter:
             if not self.closing and self.crawler.engine is not None:
                 deferred_from_coro(self.crawler.engine.close_spider_async(reason="disk_full"))
             return
-        self.flushed = len(self.records)
+        self.outcomes += [outcome(record) for record in saved]
+        self.pending = []
+        self.unsaved_downloads = 0
         self.crawler.signals.send_catch_log(manifest_saved, records=saved)
         self.last_checkpoint = self.clock()
 
@@ -149,7 +159,7 @@ class ManifestWriter:
             # Every request ended (or the store is full) and still no outcome: say
             # so rather than leave the pair silently absent from the manifest.
             why = "no_outcome" if reason == "finished" else reason
-            self.records += [self.no_outcome(spider, *pair, why) for pair in unfinished]
+            self.pending += [self.no_outcome(spider, *pair, why) for pair in unfinished]
             unfinished = []
         self.checkpoint()
         stats = self.crawler.stats
@@ -159,9 +169,9 @@ class ManifestWriter:
             self.previous,
             manifest_store.load(self.root),
             run_id,
-            {(r["property_hash"], r["source"]) for r in self.records},
+            {(r["property_hash"], r["source"]) for r in self.all_outcomes()},
         )
-        summary = build_summary(spider, reason, self.records)
+        summary = build_summary(spider, reason, self.all_outcomes())
         summary.update(
             sources_crawled=list(getattr(spider, "sources", ())),
             arguments=history.redact(getattr(spider, "arguments", {})),
@@ -210,10 +220,17 @@ class ManifestWriter:
         # What the store held before this run: the change log compares with it
         # (checkpoints rewrite the manifest during the crawl).
         try:
-            self.previous = manifest_store.load(self.root)
+            before = manifest_store.load(self.root)
         except manifest_store.ManifestError as exc:
             logger.error("%s", exc)
             self.previous = None
+        else:
+            # Only this crawl's properties: memory follows the crawl, not the store.
+            targets = getattr(spider, "targets", None)
+            if targets is not None:
+                kept = before["properties"]
+                before["properties"] = {k: kept[k] for k in targets if k in kept}
+            self.previous = before
 
     def store_lock_lost(self) -> None:
         """Another host took this crawl's store lease over (its heartbeat stalled):
@@ -229,7 +246,7 @@ class ManifestWriter:
 
     def unfinished(self, spider: Spider) -> list[tuple[str, str]]:
         """(property_hash, source) pairs of this crawl that have no outcome yet."""
-        done = {(r["property_hash"], r["source"]) for r in self.records}
+        done = {(r["property_hash"], r["source"]) for r in self.all_outcomes()}
         done |= getattr(spider, "skipped", set())
         targets = getattr(spider, "targets", {})
         sources = getattr(spider, "sources", ())
@@ -250,6 +267,9 @@ class ManifestWriter:
         )
         return dataclasses.asdict(item)
 
+    def all_outcomes(self) -> list[dict[str, Any]]:
+        return self.outcomes + [outcome(record) for record in self.pending]
+
     def check_store(self, run_id: str) -> dict[str, Any]:
         """Read-only reconciliation after every crawl, so a damaged store is noticed.
 
@@ -257,12 +277,7 @@ class ManifestWriter:
         the others checked by size, so its cost does not grow with the store."""
         wrote = None
         if not self.hash_all:
-            wrote = {
-                image["path"]
-                for record in self.records
-                for image in record["images"]
-                if image["status"] == "downloaded"
-            }
+            wrote = {path for record in self.all_outcomes() for path in record["downloaded"]}
         try:
             report = reconcile(self.root, rehash=wrote)
         except (OSError, manifest_store.ManifestError) as exc:
@@ -273,20 +288,35 @@ class ManifestWriter:
         return report.summary()
 
 
+def outcome(record: dict[str, Any]) -> dict[str, Any]:
+    """What the end of a crawl needs of an item's record (see ``build_summary``)."""
+    return {
+        "property_hash": record["property_hash"],
+        "source": record["source"],
+        "status": record["status"],
+        "reason": record["reason"],
+        "photos": len(record["photos"]),
+        "stored": len(record["images"]),
+        "downloaded": [i["path"] for i in record["images"] if i["status"] == "downloaded"],
+        "rejected": [r["reason"] for r in record["rejected"]],
+    }
+
+
 def build_summary(spider: Spider, reason: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's figures from its items' ``outcome``s."""
     per_source: dict[str, Counter[str]] = {}
     failures: Counter[str] = Counter()
     for record in records:
         counts = per_source.setdefault(record["source"], Counter())
         counts[f"status_{record['status']}"] += 1
-        counts["photos_listed"] += len(record["photos"])
-        counts["photos_stored"] += len(record["images"])
-        counts["photos_downloaded"] += sum(i["status"] == "downloaded" for i in record["images"])
+        counts["photos_listed"] += record["photos"]
+        counts["photos_stored"] += record["stored"]
+        counts["photos_downloaded"] += len(record["downloaded"])
         counts["photos_rejected"] += len(record["rejected"])
         if record["status"] not in ("ok", "no_photos", "no_match"):
             failures[f"{record['source']}/{record['status']}:{record['reason']}"] += 1
         for rejected in record["rejected"]:
-            failures[f"{record['source']}/image:{rejected['reason']}"] += 1
+            failures[f"{record['source']}/image:{rejected}"] += 1
     return {
         "run_id": getattr(spider, "run_id", ""),
         "spider": spider.name,
