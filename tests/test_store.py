@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -166,3 +168,20 @@ def test_corrupt_manifest_is_reported_and_left_alone(tmp_path: Path) -> None:
     with pytest.raises(manifest.ManifestError, match=r"manifest\.json: not valid JSON"):
         manifest.update(tmp_path, [record("zillow", "run00001", ["a"])])
     assert (tmp_path / "manifest.json").read_text() == "{not json"
+
+
+def test_the_same_content_stored_at_once_by_many_threads_is_written_once(tmp_path: Path) -> None:
+    contents = [f"photo {n}".encode() * 5000 for n in range(30)]
+    start = threading.Barrier(4)
+
+    def store_all() -> list[bool]:
+        start.wait()
+        return [store_content(tmp_path, data, "jpg")[2] for data in contents]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: store_all(), range(4)))
+    # Per content, exactly one thread wrote it; the others found it there.
+    assert [sum(column) for column in zip(*results, strict=True)] == [1] * len(contents)
+    stored = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert len(stored) == len(contents)
+    assert all(hashlib.md5(p.read_bytes()).hexdigest() == p.stem for p in stored)

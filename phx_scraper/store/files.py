@@ -43,10 +43,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new one.
 
     Temp file in the same directory, fsync, rename, fsync of the directory.
+    ``exclusive``: an existing file is left alone and False returned; checking
+    and creating are one step (a hard link), so two threads or processes
+    storing the same content store it once. Returns whether it was written.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
@@ -55,12 +58,21 @@ def atomic_write(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink()
+        else:
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+    return True
 
 
 def store_content(
@@ -76,9 +88,8 @@ def store_content(
     md5 = md5 or md5_hex(data)
     rel = content_path(md5, ext, kind)
     path = root / rel
-    if path.exists():
+    if path.exists() or not atomic_write(path, data, exclusive=True):
         with contextlib.suppress(OSError):
             os.utime(path)
         return md5, rel, False
-    atomic_write(path, data)
     return md5, rel, True
