@@ -97,6 +97,12 @@ PHX_RECONCILE_HASH_ALL = False
 # Run records kept under <IMAGES_STORE>/runs/ (older ones are pruned).
 PHX_RUNS_KEEP = 100
 
+# Scrapy stops starting requests while this many bytes of responses are being
+# processed; an item stays "in processing" until its photos are stored. The
+# default (5 MB) lets hundreds of small listing pages (JSON APIs) wait at once,
+# each with its item: memory would grow with the crawl. 100 KB keeps a few.
+SCRAPER_SLOT_MAX_ACTIVE_SIZE = 100_000
+
 ITEM_PIPELINES = {
     "phx_scraper.pipelines.images.ContentAddressedImagesPipeline": 300,
 }

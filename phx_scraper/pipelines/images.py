@@ -28,7 +28,7 @@ from scrapy import Request, signals
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.pipelines.images import ImagesPipeline
 from scrapy.pipelines.media import _MediaRequestFiltered
-from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.python.failure import Failure
 
@@ -99,7 +99,12 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         workers = settings.getint("PHX_IMAGE_WORKERS") or 2 * (os.cpu_count() or 1)
         # Photos downloading or waiting for a worker: their bodies are what a crawl
         # holds in memory, so they are bounded, and downloads wait for a slot.
-        self.slots = DeferredSemaphore(settings.getint("PHX_IMAGE_INFLIGHT") or 8 * workers)
+        inflight = settings.getint("PHX_IMAGE_INFLIGHT") or 8 * workers
+        self.slots = DeferredSemaphore(inflight)
+        # Items whose photos are being fetched. Listings arrive much faster than
+        # photos: without this gate every item would create its photo requests at
+        # once, each waiting for a slot, and memory would follow the crawl's size.
+        self.item_slots = DeferredSemaphore(max(2, inflight // 8))
         self.keep_originals = settings.getbool("PHX_STORE_ORIGINALS")
         self.quota = parse_quota(settings.get("PHX_STORE_QUOTA"))
         self.quota_warn = settings.getfloat("PHX_STORE_QUOTA_WARN", 0.9)
@@ -143,9 +148,14 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
     # -- requests ---------------------------------------------------------
 
     async def process_item(self, item: Any, spider: Any = None) -> Any:
-        if isinstance(item, PropertyImagesItem):
-            self._reject_untrusted_urls(item)
-        return await super().process_item(item)
+        if not isinstance(item, PropertyImagesItem):
+            return await super().process_item(item)
+        self._reject_untrusted_urls(item)
+        await maybe_deferred_to_future(self.item_slots.acquire())
+        try:
+            return await super().process_item(item)
+        finally:
+            self.item_slots.release()
 
     def _trusted(self, source: str, url: str) -> bool:
         """An http(s) URL on the source's CDNs or configured hosts."""
@@ -364,6 +374,10 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
     ) -> Any:
         if not isinstance(item, PropertyImagesItem):
             return item
+        # Scrapy keeps every result of the run for a URL asked again; the URL
+        # index answers that, so memory need not grow with the crawl.
+        for photo in item.photos:
+            info.downloaded.pop(self._fingerprinter.fingerprint(Request(photo["url"])), None)
         for photo, (ok, value) in zip(item.photos, results, strict=True):
             if ok:
                 item.images.append(cast("StoredImage", value))

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 #: Prefix of every temporary file, so reconciliation can tell them from orphans.
 TEMP_PREFIX = ".tmp-"
@@ -43,8 +45,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
+def atomic_write(
+    path: Path, data: bytes | Callable[[BinaryIO], None], *, exclusive: bool = False
+) -> bool:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new one.
+
+    ``data`` may be a function that writes to the open file (a large document
+    written in pieces, never held whole in memory).
 
     Temp file in the same directory, fsync, rename, fsync of the directory.
     ``exclusive``: an existing file is left alone and False returned; checking
@@ -55,7 +62,10 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
     tmp = path.parent / f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         if exclusive:

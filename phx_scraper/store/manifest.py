@@ -21,12 +21,13 @@ or concurrent crawl is never lost.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from phx_scraper.store.files import atomic_write
 from phx_scraper.store.locks import manifest_lock
@@ -72,8 +73,16 @@ def load(root: Path) -> Manifest:
 
 def save(root: Path, manifest: Manifest) -> None:
     manifest["updated_at"] = utc_now()
-    data = json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False).encode()
-    atomic_write(root / MANIFEST_NAME, data + b"\n")
+
+    def write(fh: BinaryIO) -> None:
+        # In pieces: a large manifest is never held whole as text as well.
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="\n")
+        json.dump(manifest, text, indent=1, sort_keys=True, ensure_ascii=False)
+        text.write("\n")
+        text.flush()
+        text.detach()
+
+    atomic_write(root / MANIFEST_NAME, write)
 
 
 def lock(root: Path, timeout: float = 120) -> AbstractContextManager[None]:
