@@ -32,7 +32,6 @@ import io
 import re
 from dataclasses import dataclass
 
-import imagehash
 from PIL import ExifTags, Image, ImageChops, ImageCms
 
 from phx_scraper.store.files import EXTENSIONS, md5_hex
@@ -149,6 +148,8 @@ def process(body: bytes, standard: Standard) -> ProcessedImage:
         image, data, ext, icc = _reencode(image, orientation, icc, standard)
         width, height = image.size
     thumbs, small = _thumbnails(image, standard.thumb_sizes, icc)
+    import imagehash  # here: numpy and scipy load when an image is first processed
+
     return ProcessedImage(
         data=data,
         ext=ext,
