@@ -21,7 +21,7 @@ Retention: ``write_run`` keeps the newest ``keep`` records, ordered by the
 records from before this module); the run being written always counts as
 the newest. A pruned run's companions go first, then its record, so a kill
 part-way leaves a record that the next prune takes. Pruning runs under
-``locks/runs.lock`` and before the new record is written, so neither two
+the history lock (``store.locks``) and before the new record is written, so neither two
 crawls ending together nor a kill between the steps can leave more than
 ``keep`` records.
 
@@ -44,16 +44,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from phx_scraper.middlewares.secrets import maricopa_token
 from phx_scraper.store.files import TEMP_PREFIX, atomic_write
+from phx_scraper.store.locks import LockError, history_lock
 from phx_scraper.store.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 
 RUNS_DIR = "runs"
-LOCK_PATH = "locks/runs.lock"
 DEFAULT_KEEP = 100
 REQUIRED = (
     "run_id",
@@ -164,15 +162,13 @@ def write_run(root: Path, record: Mapping[str, Any], keep: int = DEFAULT_KEEP) -
     run_id = record["run_id"]
     data = json.dumps(record, indent=1, sort_keys=True).encode() + b"\n"
     path = root / RUNS_DIR / f"{run_id}.json"
-    lock_path = root / LOCK_PATH
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with FileLock(lock_path, timeout=60):
+        with history_lock(root):
             if keep > 0:
                 _prune(root, keep - 1, exclude=run_id)
             atomic_write(path, data)
-    except Timeout:
-        logger.warning("Run history: %s is locked; %s written without pruning", lock_path, path)
+    except LockError as exc:
+        logger.warning("Run history: %s; %s written without pruning", exc, path)
         atomic_write(path, data)
     return path
 

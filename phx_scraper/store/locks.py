@@ -3,7 +3,8 @@
 - the **store lock**: shared by crawls, exclusive for cleanup and repair;
 - the **manifest lock**: one writer at a time for the read-merge-write;
 - **property locks**: one process extracts a property/source pair at a time;
-  a crawl that finds a pair locked skips it and says so.
+  a crawl that finds a pair locked skips it and says so;
+- the **history lock**: one pruning of ``runs/`` at a time.
 
 Every lock is a ``filelock.SoftFileLease``: a marker file naming its holder
 (PID, host, process start) that a heartbeat thread in the holder refreshes
@@ -39,7 +40,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -316,14 +317,14 @@ def store_lock(
 
 
 @contextmanager
-def manifest_lock(root: Path, timeout: float = 120) -> Iterator[None]:
-    path = _lock_path(root, "manifest.lock")
-    held = _lease(path, _lost("the manifest lock", None))
+def _exclusive(root: Path, name: str, what: str, timeout: float) -> Iterator[None]:
+    path = _lock_path(root, name)
+    held = _lease(path, _lost(f"the {what} lock", None))
     _acquire(
         held,
         time.monotonic() + timeout,
         lambda: (
-            f"{root}: the manifest is locked by {describe(holders(path))}; "
+            f"{root}: the {what} is locked by {describe(holders(path))}; "
             f"gave up after {timeout:.0f}s"
         ),
     )
@@ -332,6 +333,16 @@ def manifest_lock(root: Path, timeout: float = 120) -> Iterator[None]:
             yield
     finally:
         held.release()
+
+
+def manifest_lock(root: Path, timeout: float = 120) -> AbstractContextManager[None]:
+    """One read-merge-write of ``manifest.json`` at a time."""
+    return _exclusive(root, "manifest.lock", "manifest", timeout)
+
+
+def history_lock(root: Path, timeout: float = 60) -> AbstractContextManager[None]:
+    """One pruning of the run history (``runs/``) at a time."""
+    return _exclusive(root, "runs.lock", "run history", timeout)
 
 
 @dataclass(frozen=True)
