@@ -136,6 +136,22 @@ def test_crawls_share_the_store_cleanup_waits(tmp_path: Path) -> None:
         pass
 
 
+def test_a_cleanup_that_gave_up_lets_crawls_in(tmp_path: Path) -> None:
+    proc = hold(tmp_path, "store_lock", ", exclusive=False")
+    try:
+        with (
+            pytest.raises(LockTimeout, match="the store is locked by PID") as caught,
+            store_lock(tmp_path, exclusive=True, timeout=0.3),
+        ):
+            pass
+        # The would-be cleanup let go of the gate, not just its last reference
+        # (``caught`` keeps the failed attempt's frames alive): a crawl gets in.
+        with store_lock(tmp_path, exclusive=False, timeout=0.5):
+            assert caught.traceback
+    finally:
+        end(proc)
+
+
 def test_property_lock_is_taken_by_one_process(tmp_path: Path) -> None:
     mine = PropertyLocks(tmp_path)
     assert mine.try_acquire("abcd1234", "zillow") is None
@@ -157,6 +173,35 @@ def test_property_lock_is_taken_by_one_process(tmp_path: Path) -> None:
         f"{holders(mine._path('abcd1234', 'zillow'))[0]['acquired_at']})', remote=False)"
     )
     mine.release_all()
+
+
+HOLD_PAIRS = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from phx_scraper.store import locks
+    locks.configure({"PHX_LOCK_LEASE": sys.argv[2]})
+    held = locks.PropertyLocks(Path(sys.argv[1]))
+    for key in json.loads(sys.argv[3]) + json.loads(sys.argv[4]):
+        assert held.try_acquire(key, "zillow") is None
+    for key in json.loads(sys.argv[4]):
+        held.release(key, "zillow")
+    print("held", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def hold_pairs_elsewhere(
+    root: Path, lease: float, keys: list[str], released: tuple[str, ...] = ()
+) -> subprocess.Popen[str]:
+    """A crawl on another host holding the zillow pairs of ``keys`` (and having
+    taken and released those of ``released``)."""
+    argv = [sys.executable, "-c", HOLD_PAIRS, str(root), str(lease)]
+    argv += [json.dumps(keys), json.dumps(list(released))]
+    proc = subprocess.Popen(on_other_host(argv), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
 
 
 def stopped(proc: subprocess.Popen[str]) -> float:
@@ -251,17 +296,7 @@ def test_suspended_holder_on_this_host_is_never_broken(tmp_path: Path, lease: fl
 def test_property_pairs_of_a_frozen_other_host_crawl_are_taken_after_a_lease(
     tmp_path: Path, lease: float
 ) -> None:
-    code = (
-        "import sys, time; from pathlib import Path; from phx_scraper.store import locks; "
-        "locks.configure({'PHX_LOCK_LEASE': sys.argv[2]}); "
-        "held = locks.PropertyLocks(Path(sys.argv[1])); "
-        "assert held.try_acquire('aaaa', 'zillow') is None; "
-        "assert held.try_acquire('bbbb', 'zillow') is None; "
-        "held.release('bbbb', 'zillow'); print('held', flush=True); time.sleep(60)"
-    )
-    argv = [sys.executable, "-c", code, str(tmp_path), str(lease)]
-    proc = subprocess.Popen(on_other_host(argv), cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    proc = hold_pairs_elsewhere(tmp_path, lease, ["aaaa"], released=("bbbb",))
     mine = locks.PropertyLocks(tmp_path)
     try:
         busy = mine.try_acquire("aaaa", "zillow")
@@ -282,17 +317,8 @@ def test_crawl_takes_over_pairs_of_a_frozen_crawl_on_another_host(
 ) -> None:
     store = tmp_path / "store"
     keys = [p.key for p in dataset.PROPERTIES[:2]]
-    code = (
-        "import sys, time; from pathlib import Path; from phx_scraper.store import locks; "
-        "locks.configure({'PHX_LOCK_LEASE': 2}); "
-        "held = locks.PropertyLocks(Path(sys.argv[1])); "
-        "assert held.try_acquire(sys.argv[2], 'zillow') is None; "
-        "print('held', flush=True); time.sleep(60)"
-    )
-    argv = [sys.executable, "-c", code, str(store), property_hash(keys[0])]
-    proc = subprocess.Popen(on_other_host(argv), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = hold_pairs_elsewhere(store, 2, [property_hash(keys[0])])
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
         stopped(proc)
         crawl = run_crawl(
             sandbox,

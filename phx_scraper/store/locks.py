@@ -281,7 +281,8 @@ def store_lock(
     ``on_lost`` runs (in the heartbeat thread) if the hold is taken over.
     """
     path = _lock_path(root, "store.lock")
-    readers = _lock_path(root, "store.readers/x").parent
+    readers = path.with_name("store.readers")
+    readers.mkdir(exist_ok=True)
     mode = "exclusive" if exclusive else "shared"
     deadline = time.monotonic() + timeout
 
@@ -306,9 +307,11 @@ def store_lock(
             name = f"{HOST}.{os.getpid()}.{time.monotonic_ns():x}.lease"
             hold = _lease(readers / name, report)
             _acquire(hold, deadline, busy)
-    finally:
-        if hold is not gate:
-            gate.release()
+    except BaseException:
+        gate.release()  # not held after all: a timed-out cleanup must not block crawls
+        raise
+    if hold is not gate:
+        gate.release()  # a reader is inside: the gate only guarded its way in
     try:
         with _owned(path, mode):
             yield
