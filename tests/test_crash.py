@@ -21,6 +21,23 @@ from tests.crawl_checks import check_files, check_source
 KEYS = ["sunrise", "elgin", "ivanhoe", "caminito"]
 
 
+def _stored(store: Path) -> int:
+    return sum(1 for p in store.glob("full/*/*") if not p.name.startswith(".tmp-"))
+
+
+def _indexed(store: Path) -> int:
+    """Rows the crawl has committed to the URL index so far (read-only, WAL)."""
+    if not (store / INDEX_PATH).exists():
+        return 0
+    db = sqlite3.connect(f"file:{store / INDEX_PATH}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT count(*) FROM urls").fetchone()[0])
+    except sqlite3.OperationalError:  # the schema is not created yet
+        return 0
+    finally:
+        db.close()
+
+
 def test_kill_between_image_writes_and_manifest(sandbox: Sandbox, tmp_path: Path) -> None:
     store = tmp_path / "store"
     csv = tmp_path / "homes.csv"
@@ -36,7 +53,7 @@ def test_kill_between_image_writes_and_manifest(sandbox: Sandbox, tmp_path: Path
             command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 60
-        while len(list(store.glob("full/*/*"))) < 5:
+        while not (_stored(store) >= 5 and _indexed(store) >= 1):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
