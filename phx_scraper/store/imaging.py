@@ -148,16 +148,17 @@ def process(body: bytes, standard: Standard) -> ProcessedImage:
         image, data, ext, icc = _reencode(image, orientation, icc, standard)
         width, height = image.size
     thumbs, small = _thumbnails(image, standard.thumb_sizes, icc)
-    import imagehash  # here: numpy and scipy load when an image is first processed
+    from phx_scraper.store.perceptual import perceptual_hashes  # numpy loads here, once
 
+    phash, dhash = perceptual_hashes(small)
     return ProcessedImage(
         data=data,
         ext=ext,
         width=width,
         height=height,
         source_md5=md5_hex(body),
-        phash=str(imagehash.phash(small)),
-        dhash=str(imagehash.dhash(small)),
+        phash=phash,
+        dhash=dhash,
         thumbs=thumbs,
     )
 
