@@ -75,14 +75,27 @@ def save(root: Path, manifest: Manifest) -> None:
     manifest["updated_at"] = utc_now()
 
     def write(fh: BinaryIO) -> None:
-        # In pieces: a large manifest is never held whole as text as well.
+        # One property per line, each encoded by json's C encoder (an indented
+        # dump goes through its pure-Python one, 6x slower), and written in
+        # pieces: a large manifest is never held whole as text as well.
+        # ``scrapy show`` prints a property indented.
         text = io.TextIOWrapper(fh, encoding="utf-8", newline="\n")
-        json.dump(manifest, text, indent=1, sort_keys=True, ensure_ascii=False)
-        text.write("\n")
+        text.write("{")
+        for key, value in sorted(manifest.items()):
+            if key != "properties":
+                text.write(f"\n {_compact(key)}: {_compact(value)},")
+        text.write('\n "properties": {')
+        for n, (key, prop) in enumerate(sorted(manifest["properties"].items())):
+            text.write(f"{',' if n else ''}\n  {_compact(key)}: {_compact(prop)}")
+        text.write("\n }\n}\n")
         text.flush()
         text.detach()
 
     atomic_write(root / MANIFEST_NAME, write)
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def lock(root: Path, timeout: float = 120) -> AbstractContextManager[None]:
