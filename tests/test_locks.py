@@ -119,6 +119,28 @@ def test_malformed_and_empty_records_are_ignored(tmp_path: Path, content: str) -
         assert [r["pid"] for r in holders(lock)] == [os.getpid()]
 
 
+@pytest.mark.parametrize("content", ["", "filelock/2 half-writ"])
+@pytest.mark.parametrize(
+    ("name", "take"),
+    [
+        ("manifest.lock", lambda root: manifest_lock(root, timeout=10)),
+        ("store.gate", lambda root: store_lock(root, exclusive=True, timeout=10)),
+    ],
+)
+def test_a_marker_left_empty_or_half_written_by_a_kill_is_taken_over(
+    tmp_path: Path, name: str, take: Any, content: str
+) -> None:
+    # A holder killed between creating its lease marker and writing it: no
+    # record says who it was, and nothing will ever refresh or remove it.
+    marker = tmp_path / "locks" / name
+    marker.parent.mkdir()
+    marker.write_text(content)
+    started = time.monotonic()
+    with take(tmp_path):
+        waited = time.monotonic() - started
+    assert 1.5 < waited < 9  # not at once: a live holder may still be writing it
+
+
 def test_crawls_share_the_store_cleanup_waits(tmp_path: Path) -> None:
     proc = hold(tmp_path, "store_lock", ", exclusive=False")
     try:

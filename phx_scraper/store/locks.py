@@ -46,7 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from filelock import LeaseCompromise, LeaseSettingsMismatch, SoftFileLease, Timeout
+from filelock._filesystem import pin_inode
 from filelock._identity import host_name, owner_is_stale
+from filelock._soft import MALFORMED_LOCK_AGE_THRESHOLD, read_lock_file
 
 from phx_scraper.store.files import atomic_write
 
@@ -130,7 +132,27 @@ class Lease(SoftFileLease):
                 owner.pid, owner.hostname, owner.start
             ):
                 return
+        elif self._break_empty_marker():
+            return
         super()._try_break_stale_lock()
+
+    def _break_empty_marker(self) -> bool:
+        """An empty marker is a holder killed between creating it and writing its
+        record. filelock leaves empty markers alone (its older versions held them
+        empty), so one would block the lock for ever; every holder of ours writes
+        a record, so an empty marker still empty after filelock's grace for a
+        record being written is taken over, as filelock does with a half-written one."""
+        with suppress(OSError, ValueError), pin_inode(self._lock_path) as pinned:
+            content, marker = read_lock_file(self._lock_path)
+            if content != "" or pinned not in {None, marker.st_ino}:
+                return False
+            if self._marker_unchanged_for(marker) >= MALFORMED_LOCK_AGE_THRESHOLD:
+                logger.warning(
+                    "Took over %s: left empty by a holder killed while taking it", self.lock_file
+                )
+                self._take_over(marker, None)
+            return True
+        return False
 
 
 def _lease(path: Path, on_lost: Callable[[LeaseCompromise], None] | None) -> Lease:
