@@ -18,6 +18,7 @@ import pytest
 from phx_scraper.sandbox import dataset
 from phx_scraper.sandbox.process import Sandbox
 from phx_scraper.store import locks
+from phx_scraper.store.history import scan_runs
 from phx_scraper.store.locks import (
     HOST,
     LockTimeout,
@@ -355,6 +356,49 @@ def test_crawl_takes_over_pairs_of_a_frozen_crawl_on_another_host(
     assert "1 pairs are held by crawls on other hosts; waiting up to 3s" in crawl.log
     assert f"left by unresponsive (heartbeat stopped) PID {proc.pid} on {OTHER_HOST}" in crawl.log
     assert check_source(crawl.manifest, "zillow", keys[:1]) > 0
+
+
+def test_a_crawl_whose_store_lease_is_taken_over_stops_with_lock_lost(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    log = tmp_path / "crawl.log"
+    keys = [p.key for p in dataset.PROPERTIES[:4]]
+    csv = tmp_path / "homes.csv"
+    csv.write_text("address\n" + "".join(f'"{dataset.property_by_key(k).address}"\n' for k in keys))
+    settings = {
+        **FAST,
+        **sandbox.settings(),
+        "IMAGES_STORE": str(store),
+        "LOG_FILE": str(log),
+        "PHX_LOCK_LEASE": "2",
+    }
+    command = [sys.executable, "-m", "scrapy", "crawl", "redfin", "-a", f"addresses={csv}"]
+    for key, value in settings.items():
+        command += ["-s", f"{key}={value}"]
+    sandbox.set_fault("redfin", "cdn_slow:0.2")  # still downloading when frozen
+    cleanup = None
+    crawl = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(store.glob("full/*/*.jpg")):
+            assert time.monotonic() < deadline and crawl.poll() is None
+            time.sleep(0.05)
+        stopped(crawl)  # its heartbeat stops: to another host, it looks dead
+        # Cleanup on another host takes the store once the crawl's lease is stale.
+        cleanup = hold(store, "store_lock", ", exclusive=True", lease=2, other_host=True)
+        os.kill(crawl.pid, signal.SIGCONT)
+        _, stderr = crawl.communicate(timeout=120)
+    finally:
+        sandbox.clear_faults("redfin")
+        if crawl.poll() is None:
+            end(crawl)
+        if cleanup is not None:
+            end(cleanup)
+    text = log.read_text()
+    assert "Lost the shared store lock" in text, stderr
+    (run,) = scan_runs(store).runs
+    assert run.record["finish_reason"] == "lock_lost"
 
 
 def test_three_crawls_at_once_give_the_union(sandbox: Sandbox, tmp_path: Path) -> None:
