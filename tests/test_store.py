@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -150,7 +151,8 @@ def record(source: str, run_id: str, md5s: list[str], **extra: object) -> dict[s
 
 def test_manifest_merges_sources_and_runs(tmp_path: Path) -> None:
     manifest.update(tmp_path, [record("zillow", "run00001", ["a", "b"])])
-    merged = manifest.update(tmp_path, [record("redfin", "run00002", ["b", "c"])])
+    manifest.update(tmp_path, [record("redfin", "run00002", ["b", "c"])])
+    merged = manifest.load(tmp_path)
     prop = merged["properties"]["abcd1234"]
     assert set(prop["sources"]) == {"zillow", "redfin"}
     images = {i["md5"]: i for i in prop["images"]}
@@ -160,7 +162,35 @@ def test_manifest_merges_sources_and_runs(tmp_path: Path) -> None:
         "run00001",
         "run00002",
     )
-    assert manifest.load(tmp_path) == merged
+    lazy = manifest.load(tmp_path, lazy=True)
+    assert {**lazy, "properties": dict(lazy["properties"])} == merged
+
+
+def test_a_lazy_manifest_parses_a_property_when_asked_and_an_old_layout_whole(
+    tmp_path: Path,
+) -> None:
+    manifest.update(tmp_path, [record("zillow", "run00001", ["a"])])
+    text = (tmp_path / "manifest.json").read_text()
+    assert text.splitlines()[4].startswith('  "abcd1234": {"address":')  # one line each
+    lazy = manifest.load(tmp_path, lazy=True)["properties"]
+    assert lazy["abcd1234"] is not lazy["abcd1234"]  # a fresh copy: read-only
+    with pytest.raises(TypeError):
+        lazy["other"] = {}
+    # Written indented by an older version: read whole, and still merged into.
+    whole = json.loads(text)
+    (tmp_path / "manifest.json").write_text(json.dumps(whole, indent=1))
+    assert manifest.load(tmp_path, lazy=True) == whole
+    manifest.update(tmp_path, [record("redfin", "run00002", ["b"])])
+    assert set(manifest.load(tmp_path)["properties"]["abcd1234"]["sources"]) == {
+        "zillow",
+        "redfin",
+    }
+    # A damaged property line is an error naming it, raised when it is read.
+    lines = (tmp_path / "manifest.json").read_text().splitlines(keepends=True)
+    lines[4] = lines[4][:60] + "\n"
+    (tmp_path / "manifest.json").write_text("".join(lines))
+    with pytest.raises(manifest.ManifestError, match="property abcd1234: not valid JSON"):
+        manifest.load(tmp_path, lazy=True)["properties"]["abcd1234"]
 
 
 def test_corrupt_manifest_is_reported_and_left_alone(tmp_path: Path) -> None:

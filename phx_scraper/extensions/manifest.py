@@ -167,7 +167,7 @@ class ManifestWriter:
         run_id = getattr(spider, "run_id", "")
         changes = history.change_log(
             self.previous,
-            manifest_store.load(self.root),
+            manifest_store.load(self.root, lazy=True),
             run_id,
             {(r["property_hash"], r["source"]) for r in self.all_outcomes()},
         )
@@ -220,16 +220,16 @@ class ManifestWriter:
         # What the store held before this run: the change log compares with it
         # (checkpoints rewrite the manifest during the crawl).
         try:
-            before = manifest_store.load(self.root)
-        except manifest_store.ManifestError as exc:
-            logger.error("%s", exc)
-            self.previous = None
-        else:
-            # Only this crawl's properties: memory follows the crawl, not the store.
+            before = manifest_store.load(self.root, lazy=True)
+            # Only this crawl's properties are parsed: memory follows the crawl, not the store.
             targets = getattr(spider, "targets", None)
             if targets is not None:
                 kept = before["properties"]
                 before["properties"] = {k: kept[k] for k in targets if k in kept}
+        except manifest_store.ManifestError as exc:
+            logger.error("%s", exc)
+            self.previous = None
+        else:
             self.previous = before
 
     def store_lock_lost(self) -> None:

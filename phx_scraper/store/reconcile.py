@@ -204,7 +204,8 @@ def reconcile(root: Path, *, repair: bool = False, rehash: Collection[str] | Non
         (root / manifest_store.MANIFEST_NAME).exists() or (root / "full").is_dir()
     ):
         raise StoreNotFound(f"{root}: no store here (no {manifest_store.MANIFEST_NAME}, no full/)")
-    manifest = manifest_store.load(root)
+    # Read-only unless repairing: a lazy manifest holds its text, not its objects.
+    manifest = manifest_store.load(root, lazy=not repair)
     sizes = None
     if rehash is not None:
         sizes = {
@@ -382,13 +383,15 @@ _Refs = dict[str, list[tuple[str, dict[str, Any]]]]  # path -> [(property_hash, 
 def _analyse(manifest: manifest_store.Manifest, scan: _Scan) -> tuple[list[Issue], list[Issue]]:
     refs: _Refs = {}
     thumb_refs: dict[str, set[str]] = {}
-    # A missing image's thumbnails are kept for when a crawl stores it again.
-    known = {
-        entry["md5"] for p in manifest["properties"].values() for entry in p.get("missing", ())
-    }
+    known: set[str] = set()
     for key, prop in manifest["properties"].items():
+        # A missing image's thumbnails are kept for when a crawl stores it again.
+        known.update(entry["md5"] for entry in prop.get("missing", ()))
         for image in prop["images"]:
-            refs.setdefault(image["path"], []).append((key, image))
+            # What the checks read of an entry, not the whole entry: one
+            # property is held at a time.
+            slim = {"md5": image["md5"], "path": image["path"], "bytes": image["bytes"]}
+            refs.setdefault(image["path"], []).append((key, slim))
             known.add(image["md5"])
             for thumb in image["thumbs"].values():
                 thumb_refs.setdefault(thumb, set()).add(key)

@@ -63,7 +63,7 @@ def write_report(root: Path, run_id: str | None = None) -> Path:
     the path of ``report.html``; raises ``ManifestError`` when the manifest is
     unusable.
     """
-    manifest = manifest_store.load(root)
+    manifest = manifest_store.load(root, lazy=True)
     runs = scan_runs(root).runs
     try:
         data = page_data(root, manifest)
@@ -81,18 +81,24 @@ def write_report(root: Path, run_id: str | None = None) -> Path:
 
 
 def page_data(root: Path, manifest: manifest_store.Manifest) -> Record:
-    """What the page's script draws: every property, by canonical address."""
-    properties = sorted(
-        manifest["properties"].values(),
-        key=lambda p: (p.get("canonical_address") or "", p["property_hash"]),
-    )
-    names = _source_order(properties)
+    """What the page's script draws: every property, by canonical address.
+
+    Two passes over the properties, one of them held at a time (a lazy
+    manifest parses each when asked): the order and the sources, then the
+    page's compact record of each."""
+    properties = manifest["properties"]
+    order: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    for key, prop in properties.items():
+        order.append((prop.get("canonical_address") or "", prop["property_hash"], key))
+        seen |= _sources_of(prop)
+    names = _source_order(seen)
     thumbs = _thumb_files(root)
     return {
         "page_size": PAGE_SIZE,
         "sources": names,
         "labels": [LABELS.get(name, name) for name in names],
-        "properties": [_property(prop, names, thumbs) for prop in properties],
+        "properties": [_property(properties[key], names, thumbs) for *_, key in sorted(order)],
     }
 
 
@@ -108,8 +114,8 @@ def render(
     current = next((r for r in runs if r.run_id == run_id), None) if run_id else None
     if run_id is None and runs:
         current = runs[0]
-    properties = manifest["properties"].values()
-    images = sum(len(p["images"]) for p in properties)
+    properties = data["properties"]
+    images = sum(len(p["i"]) + sum(len(members) for members in p["g"]) for p in properties)
     title = "phx_scraper report" + (f" as of run {run_id}" if to_root else "")
     header = (
         f"<h1>{_e(title)}</h1><p class=meta>Store {_e(str(root))} · "
@@ -131,9 +137,11 @@ def render(
 # -- properties ---------------------------------------------------------------
 
 
-def _source_order(properties: list[Record]) -> list[str]:
-    seen = {name for prop in properties for name in prop["sources"]}
-    seen |= {o["source"] for p in properties for i in p["images"] for o in i["origins"]}
+def _sources_of(prop: Record) -> set[str]:
+    return set(prop["sources"]) | {o["source"] for i in prop["images"] for o in i["origins"]}
+
+
+def _source_order(seen: set[str]) -> list[str]:
     return [name for name in SOURCES if name in seen] + sorted(seen - SOURCES.keys())
 
 
