@@ -166,6 +166,19 @@ def test_manifest_merges_sources_and_runs(tmp_path: Path) -> None:
     assert {**lazy, "properties": dict(lazy["properties"])} == merged
 
 
+def test_a_checkpoint_copies_the_lines_of_properties_it_does_not_touch(tmp_path: Path) -> None:
+    manifest.update(tmp_path, [record("zillow", "run00001", ["a"], property_hash="0000aaaa")])
+    manifest.update(tmp_path, [record("zillow", "run00001", ["b"])])
+    before = (tmp_path / "manifest.json").read_text().splitlines()
+    manifest.update(tmp_path, [record("redfin", "run00002", ["c"])])
+    after = (tmp_path / "manifest.json").read_text().splitlines()
+    untouched = [line for line in before if line.startswith('  "0000aaaa": ')]
+    assert len(untouched) == 1 and untouched[0] in after  # copied as it was
+    merged = manifest.load(tmp_path)["properties"]
+    assert [i["md5"] for i in merged["abcd1234"]["images"]] == ["b", "c"]
+    assert [i["md5"] for i in merged["0000aaaa"]["images"]] == ["a"]
+
+
 def test_a_lazy_manifest_parses_a_property_when_asked_and_an_old_layout_whole(
     tmp_path: Path,
 ) -> None:
@@ -187,10 +200,13 @@ def test_a_lazy_manifest_parses_a_property_when_asked_and_an_old_layout_whole(
     }
     # A damaged property line is an error naming it, raised when it is read.
     lines = (tmp_path / "manifest.json").read_text().splitlines(keepends=True)
-    lines[4] = lines[4][:60] + "\n"
+    lines[4] = lines[4].replace('"address":', '"address";', 1)
     (tmp_path / "manifest.json").write_text("".join(lines))
     with pytest.raises(manifest.ManifestError, match="property abcd1234: not valid JSON"):
         manifest.load(tmp_path, lazy=True)["properties"]["abcd1234"]
+    with pytest.raises(manifest.ManifestError, match="property abcd1234: not valid JSON"):
+        manifest.update(tmp_path, [record("zillow", "run00003", ["a"])])
+    assert (tmp_path / "manifest.json").read_text() == "".join(lines)  # left alone
 
 
 def test_corrupt_manifest_is_reported_and_left_alone(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,8 +94,6 @@ def _checked(manifest: Manifest, path: Path) -> Manifest:
 class _Lines(Mapping[str, dict[str, Any]]):
     """A manifest's properties as ``save`` writes them, one line of JSON each."""
 
-    _DECODER = json.JSONDecoder()
-
     def __init__(self, path: Path, lines: dict[str, str]) -> None:
         self.path = path
         self.lines = lines
@@ -119,78 +117,101 @@ class _Lines(Mapping[str, dict[str, Any]]):
     def read(cls, fh: TextIO, path: Path) -> Manifest | None:
         """The manifest in ``fh`` with lazy properties, or None when it is not in
         ``save``'s layout."""
-        manifest: Manifest = {}
-        lines: dict[str, str] = {}
-        if fh.readline() != "{\n":
-            return None
-        for line in fh:
-            parsed = cls.split(line, 1)
-            if parsed is None:
-                return None
-            key, value = parsed
-            if key == "properties":
-                if value != "{":
-                    return None
-                break
-            try:
-                manifest[key] = json.loads(value)
-            except json.JSONDecodeError:
-                return None
-        else:
-            return None
-        for line in fh:
-            if line == " }\n":
-                break
-            parsed = cls.split(line, 2)
-            if parsed is None:
-                return None
-            lines[parsed[0]] = parsed[1]
-        else:
-            return None
-        if fh.read() != "}\n":
-            return None
-        manifest["properties"] = cls(path, lines)
-        return _checked(manifest, path)
-
-    @classmethod
-    def split(cls, line: str, indent: int) -> tuple[str, str] | None:
-        """``("key", "value text")`` of a ``"key": value,`` line, or None."""
         try:
-            key, end = cls._DECODER.raw_decode(line, indent)
+            manifest = _header(fh, path)
+            manifest["properties"] = cls(path, dict(_rows(fh)))
+        except _OtherLayout:
+            return None
+        return manifest
+
+
+class _OtherLayout(Exception):
+    """The file is not in ``save``'s layout (an older version wrote it indented)."""
+
+
+def _header(fh: TextIO, path: Path) -> Manifest:
+    """The top-level fields before ``"properties": {`` (checked)."""
+    manifest: Manifest = {}
+    if fh.readline() != "{\n":
+        raise _OtherLayout
+    for line in fh:
+        key, value = _split(line, 1)
+        if key == "properties":
+            if value != "{":
+                raise _OtherLayout
+            return _checked(manifest, path)
+        try:
+            manifest[key] = json.loads(value)
         except json.JSONDecodeError:
-            return None
-        if not isinstance(key, str) or line[end : end + 2] != ": ":
-            return None
-        return key, line[end + 2 :].rstrip("\n").removesuffix(",")
+            raise _OtherLayout from None
+    raise _OtherLayout
+
+
+def _rows(fh: TextIO) -> Iterator[tuple[str, str]]:
+    """``(property_hash, JSON text)`` of each property line, read as they are needed."""
+    for line in fh:
+        if line == " }\n":
+            if fh.read() != "}\n":
+                raise _OtherLayout
+            return
+        key, value = _split(line, 2)
+        if not (value.startswith("{") and value.endswith("}")):
+            raise _OtherLayout  # an object spread over lines: indented
+        yield key, value
+    raise _OtherLayout
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _split(line: str, indent: int) -> tuple[str, str]:
+    """``("key", "value text")`` of a ``"key": value,`` line."""
+    try:
+        key, end = _DECODER.raw_decode(line, indent)
+    except json.JSONDecodeError:
+        raise _OtherLayout from None
+    if not isinstance(key, str) or line[end : end + 2] != ": ":
+        raise _OtherLayout
+    return key, line[end + 2 :].rstrip("\n").removesuffix(",")
 
 
 def save(root: Path, manifest: Manifest) -> None:
-    manifest["updated_at"] = utc_now()
     properties = manifest["properties"]
 
+    def rows() -> Iterator[tuple[str, str]]:
+        for key in sorted(properties):
+            if isinstance(properties, _Lines):
+                yield key, properties.lines[key]  # as read
+            else:
+                yield key, _compact(properties[key])
+
+    atomic_write(root / MANIFEST_NAME, _writer(manifest, rows()))
+
+
+def _writer(header: Manifest, rows: Iterable[tuple[str, str]]) -> Callable[[BinaryIO], None]:
+    """What writes a manifest: ``header``'s top-level fields (``updated_at`` set to
+    now), then one line per property from ``rows``.
+
+    Each property's JSON comes from json's C encoder (an indented dump goes
+    through its pure-Python one, 6x slower); ``scrapy show`` prints a property
+    indented. Written in pieces: a large manifest is never held whole as text.
+    """
+    header["updated_at"] = utc_now()
+
     def write(fh: BinaryIO) -> None:
-        # One property per line, each encoded by json's C encoder (an indented
-        # dump goes through its pure-Python one, 6x slower), and written in
-        # pieces: a large manifest is never held whole as text as well.
-        # ``scrapy show`` prints a property indented. A lazy manifest's lines
-        # are written as read.
         text = io.TextIOWrapper(fh, encoding="utf-8", newline="\n")
         text.write("{")
-        for key, value in sorted(manifest.items()):
+        for key, value in sorted(header.items()):
             if key != "properties":
                 text.write(f"\n {_compact(key)}: {_compact(value)},")
         text.write('\n "properties": {')
-        for n, key in enumerate(sorted(properties)):
-            if isinstance(properties, _Lines):
-                line = properties.lines[key]
-            else:
-                line = _compact(properties[key])
+        for n, (key, line) in enumerate(rows):
             text.write(f"{',' if n else ''}\n  {_compact(key)}: {line}")
         text.write("\n }\n}\n")
         text.flush()
         text.detach()
 
-    atomic_write(root / MANIFEST_NAME, write)
+    return write
 
 
 def _compact(value: object) -> str:
@@ -207,26 +228,59 @@ def update(
 ) -> None:
     """Merge crawl records into the manifest on disk and write it back.
 
-    Only the properties the records touch are parsed; the others are copied
-    as text, so a checkpoint's memory follows the crawl, not the store."""
+    Streamed: the lines of the properties the records do not touch are copied
+    from the old file to the new one as they are read, and only the touched
+    ones are parsed, so a checkpoint's memory follows the crawl, not the store."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        grouped.setdefault(record["property_hash"], []).append(record)
+    thresholds = thresholds or Thresholds()
+    path = root / MANIFEST_NAME
     with lock(root):
-        manifest = load(root, lazy=True)
+        try:
+            with path.open(encoding="utf-8") as old:
+                header = _header(old, path)
+                atomic_write(
+                    path, _writer(header, _merged_rows(_rows(old), grouped, thresholds, path))
+                )
+            return
+        except (FileNotFoundError, _OtherLayout):
+            pass  # no manifest yet, or an older layout: read it whole
+        manifest = load(root)
         properties = manifest["properties"]
-        touched: Manifest = {"properties": {}}
-        for record in records:
-            key = record["property_hash"]
-            if key not in touched["properties"] and key in properties:
-                touched["properties"][key] = properties[key]
-            merge_record(touched, record)
-        for prop in touched["properties"].values():
-            assign_groups(prop["images"], thresholds or Thresholds())
-        if isinstance(properties, _Lines):
-            lines = dict(properties.lines)
-            lines.update((key, _compact(prop)) for key, prop in touched["properties"].items())
-            manifest["properties"] = _Lines(properties.path, lines)
-        else:
-            properties.update(touched["properties"])
+        for key, prop in _merged_rows(iter(()), grouped, thresholds, path, properties):
+            properties[key] = json.loads(prop)
         save(root, manifest)
+
+
+def _merged_rows(
+    rows: Iterator[tuple[str, str]],
+    grouped: dict[str, list[dict[str, Any]]],
+    thresholds: Thresholds,
+    path: Path,
+    known: Mapping[str, dict[str, Any]] | None = None,
+) -> Iterator[tuple[str, str]]:
+    """``rows`` with the records of ``grouped`` merged in, then the properties
+    they add (or, with ``known``, every property they touch, merged into it)."""
+    left = dict(grouped)
+    for key, line in rows:
+        if key in left:
+            line = _compact(_merged(key, _Lines(path, {key: line})[key], left.pop(key), thresholds))
+        yield key, line
+    for key in sorted(left):
+        prop = known.get(key) if known is not None else None
+        yield key, _compact(_merged(key, prop, left[key], thresholds))
+
+
+def _merged(
+    key: str, prop: dict[str, Any] | None, records: list[dict[str, Any]], thresholds: Thresholds
+) -> dict[str, Any]:
+    one: Manifest = {"properties": {key: prop} if prop is not None else {}}
+    for record in records:
+        merge_record(one, record)
+    merged: dict[str, Any] = one["properties"][key]
+    assign_groups(merged["images"], thresholds)
+    return merged
 
 
 def merge_record(manifest: Manifest, record: dict[str, Any]) -> None:
