@@ -99,13 +99,7 @@ class _Lines(Mapping[str, dict[str, Any]]):
         self.lines = lines
 
     def __getitem__(self, key: str) -> dict[str, Any]:
-        try:
-            value = json.loads(self.lines[key])
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{self.path}: property {key}: not valid JSON ({exc})") from exc
-        if not isinstance(value, dict):
-            raise ManifestError(f"{self.path}: property {key} is not an object")
-        return value
+        return _parse(self.path, key, self.lines[key])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.lines)
@@ -123,6 +117,17 @@ class _Lines(Mapping[str, dict[str, Any]]):
         except _OtherLayout:
             return None
         return manifest
+
+
+def _parse(path: Path, key: str, line: str) -> dict[str, Any]:
+    """One property's line of JSON, parsed."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}: property {key}: not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise ManifestError(f"{path}: property {key} is not an object")
+    return value
 
 
 class _OtherLayout(Exception):
@@ -176,16 +181,10 @@ def _split(line: str, indent: int) -> tuple[str, str]:
 
 
 def save(root: Path, manifest: Manifest) -> None:
+    """Write a whole manifest (as ``load`` gives it, not lazy: that one is read-only)."""
     properties = manifest["properties"]
-
-    def rows() -> Iterator[tuple[str, str]]:
-        for key in sorted(properties):
-            if isinstance(properties, _Lines):
-                yield key, properties.lines[key]  # as read
-            else:
-                yield key, _compact(properties[key])
-
-    atomic_write(root / MANIFEST_NAME, _writer(manifest, rows()))
+    rows = ((key, _compact(properties[key])) for key in sorted(properties))
+    atomic_write(root / MANIFEST_NAME, _writer(manifest, rows))
 
 
 def _writer(header: Manifest, rows: Iterable[tuple[str, str]]) -> Callable[[BinaryIO], None]:
@@ -240,16 +239,15 @@ def update(
         try:
             with path.open(encoding="utf-8") as old:
                 header = _header(old, path)
-                atomic_write(
-                    path, _writer(header, _merged_rows(_rows(old), grouped, thresholds, path))
-                )
+                rows = _merged_rows(_rows(old), grouped, thresholds, path)
+                atomic_write(path, _writer(header, rows))
             return
         except (FileNotFoundError, _OtherLayout):
             pass  # no manifest yet, or an older layout: read it whole
         manifest = load(root)
         properties = manifest["properties"]
-        for key, prop in _merged_rows(iter(()), grouped, thresholds, path, properties):
-            properties[key] = json.loads(prop)
+        for key, records in grouped.items():
+            properties[key] = _merged(key, properties.get(key), records, thresholds)
         save(root, manifest)
 
 
@@ -258,18 +256,15 @@ def _merged_rows(
     grouped: dict[str, list[dict[str, Any]]],
     thresholds: Thresholds,
     path: Path,
-    known: Mapping[str, dict[str, Any]] | None = None,
 ) -> Iterator[tuple[str, str]]:
-    """``rows`` with the records of ``grouped`` merged in, then the properties
-    they add (or, with ``known``, every property they touch, merged into it)."""
+    """``rows`` with the records of ``grouped`` merged in, then the properties they add."""
     left = dict(grouped)
     for key, line in rows:
         if key in left:
-            line = _compact(_merged(key, _Lines(path, {key: line})[key], left.pop(key), thresholds))
+            line = _compact(_merged(key, _parse(path, key, line), left.pop(key), thresholds))
         yield key, line
     for key in sorted(left):
-        prop = known.get(key) if known is not None else None
-        yield key, _compact(_merged(key, prop, left[key], thresholds))
+        yield key, _compact(_merged(key, None, left[key], thresholds))
 
 
 def _merged(

@@ -2,7 +2,7 @@
 
 ``imagehash.phash`` runs scipy's full 32x32 DCT twice per image and spends most
 of its 1 ms in per-call overhead; the hash needs only the 8x8 lowest
-frequencies, which are two small matrix products with a fixed basis (0.3 ms,
+frequencies, which are two small matrix products with a fixed basis (0.4 ms,
 and scipy is never imported by a crawl). ``tests/test_perceptual.py`` checks
 that both hashes equal imagehash's, which stays the reference.
 

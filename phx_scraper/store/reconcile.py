@@ -204,13 +204,12 @@ def reconcile(root: Path, *, repair: bool = False, rehash: Collection[str] | Non
         (root / manifest_store.MANIFEST_NAME).exists() or (root / "full").is_dir()
     ):
         raise StoreNotFound(f"{root}: no store here (no {manifest_store.MANIFEST_NAME}, no full/)")
-    # Read-only unless repairing: a lazy manifest holds its text, not its objects.
-    manifest = manifest_store.load(root, lazy=not repair)
+    # One pass over the manifest, read lazily: one property is parsed at a time.
+    with _shape_checked(root):
+        index = _index(manifest_store.load(root, lazy=True))
     sizes = None
     if rehash is not None:
-        sizes = {
-            i["path"]: i["bytes"] for p in manifest["properties"].values() for i in p["images"]
-        }
+        sizes = {rel: entries[-1][1]["bytes"] for rel, entries in index.refs.items()}
         sizes.update((rel, -1) for rel in rehash)  # -1: never a size, always hashed
     scan = _scan(root, sizes)
     report = Report(root=root, checked_at=manifest_store.utc_now(), repair=repair)
@@ -218,19 +217,16 @@ def reconcile(root: Path, *, repair: bool = False, rehash: Collection[str] | Non
     report.files_hashed = scan.hashed
     report.bytes_checked = sum(size for _, size in scan.content.values())
     report.temp_files, report.stray_files = scan.temp, scan.stray
-    with _shape_checked(root):
-        report.errors, report.warnings = _analyse(manifest, scan)
-        # Properties with a ``missing`` list are revisited too: an interrupted
-        # repair may have left URL-index rows, or a crawl may have restored one.
-        if repair and (
-            report.errors or any("missing" in p for p in manifest["properties"].values())
-        ):
-            report.repaired = _repair(root, report.errors)
-            repaired_paths = {r.path for r in report.repaired}
-            report.errors = [e for e in report.errors if e.path not in repaired_paths]
-            manifest = manifest_store.load(root)
-        report.pending = _pending(manifest)
-        report.quality = {key: quality(prop) for key, prop in manifest["properties"].items()}
+    report.errors, report.warnings = _analyse(index, scan)
+    # Properties with a ``missing`` list are revisited too: an interrupted
+    # repair may have left URL-index rows, or a crawl may have restored one.
+    if repair and (report.errors or index.with_missing):
+        report.repaired = _repair(root, report.errors)
+        repaired_paths = {r.path for r in report.repaired}
+        report.errors = [e for e in report.errors if e.path not in repaired_paths]
+        with _shape_checked(root):
+            index = _index(manifest_store.load(root, lazy=True))
+    report.pending, report.quality = index.pending, index.quality
     return report
 
 
@@ -380,24 +376,43 @@ def _classify(root: Path, rel: str, scan: _Scan, sizes: dict[str, int] | None) -
 _Refs = dict[str, list[tuple[str, dict[str, Any]]]]  # path -> [(property_hash, image)]
 
 
-def _analyse(manifest: manifest_store.Manifest, scan: _Scan) -> tuple[list[Issue], list[Issue]]:
-    refs: _Refs = {}
-    thumb_refs: dict[str, set[str]] = {}
-    known: set[str] = set()
-    for key, prop in manifest["properties"].items():
+@dataclass
+class _Index:
+    """What reconciliation needs of the manifest, gathered in one pass."""
+
+    refs: _Refs = field(default_factory=dict)
+    thumb_refs: dict[str, set[str]] = field(default_factory=dict)
+    #: md5 of every image and missing image (whose thumbnails are kept).
+    known: set[str] = field(default_factory=set)
+    pending: list[Issue] = field(default_factory=list)
+    quality: dict[str, Quality] = field(default_factory=dict)
+    #: Whether a property has a ``missing`` list.
+    with_missing: bool = False
+
+
+def _index(manifest: manifest_store.Manifest) -> _Index:
+    index = _Index()
+    for key, prop in sorted(manifest["properties"].items()):
         # A missing image's thumbnails are kept for when a crawl stores it again.
-        known.update(entry["md5"] for entry in prop.get("missing", ()))
+        index.known.update(entry["md5"] for entry in prop.get("missing", ()))
+        index.with_missing = index.with_missing or "missing" in prop
         for image in prop["images"]:
             # What the checks read of an entry, not the whole entry: one
             # property is held at a time.
             slim = {"md5": image["md5"], "path": image["path"], "bytes": image["bytes"]}
-            refs.setdefault(image["path"], []).append((key, slim))
-            known.add(image["md5"])
+            index.refs.setdefault(image["path"], []).append((key, slim))
+            index.known.add(image["md5"])
             for thumb in image["thumbs"].values():
-                thumb_refs.setdefault(thumb, set()).add(key)
-    file_errors, orphans = _check_files(refs, scan)
-    errors = _check_entries(refs, scan) + file_errors
-    return errors, orphans + _check_thumbs(thumb_refs, known, scan)
+                index.thumb_refs.setdefault(thumb, set()).add(key)
+        index.pending += _pending(key, prop)
+        index.quality[key] = quality(prop)
+    return index
+
+
+def _analyse(index: _Index, scan: _Scan) -> tuple[list[Issue], list[Issue]]:
+    file_errors, orphans = _check_files(index.refs, scan)
+    errors = _check_entries(index.refs, scan) + file_errors
+    return errors, orphans + _check_thumbs(index.thumb_refs, index.known, scan)
 
 
 def _check_entries(refs: _Refs, scan: _Scan) -> list[Issue]:
@@ -465,17 +480,16 @@ def _content_path_of(image: dict[str, Any]) -> str:
     return f"full/{image['md5'][:2]}/{image['md5']}.{ext}"
 
 
-def _pending(manifest: manifest_store.Manifest) -> list[Issue]:
+def _pending(key: str, prop: dict[str, Any]) -> list[Issue]:
     pending = []
-    for key, prop in sorted(manifest["properties"].items()):
-        stored = {image["md5"] for image in prop["images"]}
-        for entry in prop.get("missing", ()):
-            if entry["md5"] not in stored:
-                message = (
-                    f"{entry['path']}: {entry['reason']} since {entry['found_at']} "
-                    f"(property {key}); the next crawl fetches it again"
-                )
-                pending.append(Issue("pending", entry["path"], message, entry["md5"], (key,)))
+    stored = {image["md5"] for image in prop["images"]}
+    for entry in prop.get("missing", ()):
+        if entry["md5"] not in stored:
+            message = (
+                f"{entry['path']}: {entry['reason']} since {entry['found_at']} "
+                f"(property {key}); the next crawl fetches it again"
+            )
+            pending.append(Issue("pending", entry["path"], message, entry["md5"], (key,)))
     return pending
 
 

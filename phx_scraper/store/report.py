@@ -65,12 +65,16 @@ def write_report(root: Path, run_id: str | None = None) -> Path:
     """
     manifest = manifest_store.load(root, lazy=True)
     runs = scan_runs(root).runs
+    current = next((r for r in runs if r.run_id == run_id), None) if run_id else None
+    if run_id is None and runs:
+        current = runs[0]
     try:
         data = page_data(root, manifest)
+        shared = _deduplicated(manifest, current.run_id) if current else Counter[str]()
         if run_id is not None:
-            copy = render(root, manifest, data, runs, run_id, to_root="../")
+            copy = render(root, data, runs, run_id, current, shared, to_root="../")
             atomic_write(run_report_path(root, run_id), copy.encode())
-        page = render(root, manifest, data, runs, run_id)
+        page = render(root, data, runs, run_id, current, shared)
     except (KeyError, TypeError, AttributeError) as exc:
         raise manifest_store.ManifestError(
             f"{root / manifest_store.MANIFEST_NAME}: unexpected shape ({exc!r})"
@@ -104,16 +108,15 @@ def page_data(root: Path, manifest: manifest_store.Manifest) -> Record:
 
 def render(
     root: Path,
-    manifest: manifest_store.Manifest,
     data: Record,
     runs: list[RunFile],
-    run_id: str | None = None,
+    run_id: str | None,
+    current: RunFile | None,
+    shared: Counter[str],
     to_root: str = "",
 ) -> str:
-    """The page; ``to_root`` is the relative path from the page's directory to the store."""
-    current = next((r for r in runs if r.run_id == run_id), None) if run_id else None
-    if run_id is None and runs:
-        current = runs[0]
+    """The page; ``current`` is the run shown, ``shared`` its ``_deduplicated``
+    figures, ``to_root`` the relative path from the page's directory to the store."""
     properties = data["properties"]
     images = sum(len(p["i"]) + sum(len(members) for members in p["g"]) for p in properties)
     title = "phx_scraper report" + (f" as of run {run_id}" if to_root else "")
@@ -128,7 +131,7 @@ def render(
         "title": _e(title),
         "css": CSS,
         "header": header,
-        "run": _run_section(root, manifest, current, run_id, runs, to_root),
+        "run": _run_section(root, current, shared, run_id, runs, to_root),
         "data": _script_json({**data, "root": to_root}),
         "script": SCRIPT,
     }
@@ -256,8 +259,8 @@ def _fact(value: Any) -> str:
 
 def _run_section(
     root: Path,
-    manifest: manifest_store.Manifest,
     current: RunFile | None,
+    shared: Counter[str],
     run_id: str | None,
     runs: list[RunFile],
     to_root: str,
@@ -273,7 +276,7 @@ def _run_section(
         f"<section id=run><h2>Run {_e(current.run_id)}</h2>",
         f"<p class=meta>{_e(figures['spider'])} · {_e(figures['finish_reason'])} · "
         f"{_e(figures['properties'])} properties{' · ' + when if when else ''}</p>",
-        _source_table(record, _deduplicated(manifest, current.run_id)),
+        _source_table(record, shared),
         _image_stats(record.get("stats")),
         "<h3>Blocks and circuit breaker</h3>",
         block_chart(record.get("breaker") or {}),
