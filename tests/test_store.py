@@ -209,6 +209,31 @@ def test_a_lazy_manifest_parses_a_property_when_asked_and_an_old_layout_whole(
     assert (tmp_path / "manifest.json").read_text() == "".join(lines)  # left alone
 
 
+def test_a_lazy_manifest_reads_the_file_as_loaded_even_once_replaced(tmp_path: Path) -> None:
+    manifest.update(tmp_path, [record("zillow", "run00001", ["a"], property_hash="0000aaaa")])
+    manifest.update(tmp_path, [record("zillow", "run00001", ["b"])])
+    lazy = manifest.load(tmp_path, lazy=True)["properties"]
+    # A checkpoint replaces the file: the lazy manifest keeps the one it loaded.
+    manifest.update(tmp_path, [record("redfin", "run00002", ["c"])])
+    manifest.update(tmp_path, [record("redfin", "run00002", ["d"], property_hash="00000000")])
+    assert sorted(lazy) == ["0000aaaa", "abcd1234"]
+    assert [i["md5"] for i in lazy["abcd1234"]["images"]] == ["b"]
+    assert [i["md5"] for i in lazy["0000aaaa"]["images"]] == ["a"]
+    current = manifest.load(tmp_path, lazy=True)["properties"]
+    assert [i["md5"] for i in current["abcd1234"]["images"]] == ["b", "c"]
+    assert "00000000" in current and "ffffffff" not in current
+
+
+def test_membership_in_a_lazy_manifest_does_not_parse_the_property(tmp_path: Path) -> None:
+    manifest.update(tmp_path, [record("zillow", "run00001", ["a"])])
+    path = tmp_path / "manifest.json"
+    path.write_text(path.read_text().replace('"address":', '"address";', 1))
+    lazy = manifest.load(tmp_path, lazy=True)["properties"]
+    assert "abcd1234" in lazy  # the damaged line is only parsed when read
+    with pytest.raises(manifest.ManifestError, match="property abcd1234: not valid JSON"):
+        lazy["abcd1234"]
+
+
 def test_corrupt_manifest_is_reported_and_left_alone(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(manifest.ManifestError, match=r"manifest\.json: not valid JSON"):

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, NamedTuple
 
 from phx_scraper.store.files import atomic_write
 from phx_scraper.store.locks import manifest_lock
@@ -55,18 +57,20 @@ def load(root: Path, *, lazy: bool = False) -> Manifest:
     """The manifest on disk (an empty one when there is none).
 
     ``lazy``: for readers of a large store. Its properties are a read-only
-    mapping that keeps each property as its line of JSON and parses it when
-    asked for (a fresh copy each time), so what a crawl reads costs the text,
-    not the objects (about 6 times more). A manifest not written one property
-    per line (by an older version) is read whole.
+    mapping that keeps where each property's line of JSON is in the file, and
+    reads and parses it when asked for (a fresh copy each time), so what it
+    holds follows the number of properties, not of images. It reads the file
+    as it was when loaded, even once a checkpoint has replaced it (it keeps the
+    file open). A manifest not written one property per line (by an older
+    version) is read whole.
     """
     path = root / MANIFEST_NAME
     if lazy:
         try:
-            with path.open(encoding="utf-8") as fh:
-                lines = _Lines.read(fh, path)
+            fh = path.open("rb")
         except FileNotFoundError:
             return empty()
+        lines = _Lines.read(fh, path)
         if lines is not None:
             return lines
     try:
@@ -92,30 +96,44 @@ def _checked(manifest: Manifest, path: Path) -> Manifest:
 
 
 class _Lines(Mapping[str, dict[str, Any]]):
-    """A manifest's properties as ``save`` writes them, one line of JSON each."""
+    """A manifest's properties as ``save`` writes them, one line of JSON each,
+    read from the open file when asked for."""
 
-    def __init__(self, path: Path, lines: dict[str, str]) -> None:
+    def __init__(self, path: Path, fh: BinaryIO, spans: dict[str, tuple[int, int]]) -> None:
         self.path = path
-        self.lines = lines
+        self.spans = spans  # property_hash -> (offset, size) of its line
+        self.fd = fh.fileno()
+        weakref.finalize(self, fh.close)
 
     def __getitem__(self, key: str) -> dict[str, Any]:
-        return _parse(self.path, key, self.lines[key])
+        offset, size = self.spans[key]
+        _, value = _split(os.pread(self.fd, size, offset).decode("utf-8"), 2)
+        return _parse(self.path, key, value)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.spans  # Mapping's own would read and parse the line
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.lines)
+        return iter(self.spans)
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.spans)
 
     @classmethod
-    def read(cls, fh: TextIO, path: Path) -> Manifest | None:
-        """The manifest in ``fh`` with lazy properties, or None when it is not in
-        ``save``'s layout."""
+    def read(cls, fh: BinaryIO, path: Path) -> Manifest | None:
+        """The manifest in ``fh`` (which it then owns) with lazy properties, or
+        None when it is not in ``save``'s layout."""
         try:
-            manifest = _header(fh, path)
-            manifest["properties"] = cls(path, dict(_rows(fh)))
+            lines = _lines(fh)
+            manifest = _header(lines, path)
+            spans = {key: (line.offset, line.size) for key, _, line in _rows(lines)}
         except _OtherLayout:
+            fh.close()
             return None
+        except BaseException:
+            fh.close()
+            raise
+        manifest["properties"] = cls(path, fh, spans)
         return manifest
 
 
@@ -134,13 +152,28 @@ class _OtherLayout(Exception):
     """The file is not in ``save``'s layout (an older version wrote it indented)."""
 
 
-def _header(fh: TextIO, path: Path) -> Manifest:
+class _Line(NamedTuple):
+    offset: int
+    size: int
+    text: str
+
+
+def _lines(fh: BinaryIO) -> Iterator[_Line]:
+    """The lines of a file opened in binary mode, each with where it is."""
+    offset = 0
+    for raw in fh:
+        yield _Line(offset, len(raw), raw.decode("utf-8"))
+        offset += len(raw)
+
+
+def _header(lines: Iterator[_Line], path: Path) -> Manifest:
     """The top-level fields before ``"properties": {`` (checked)."""
     manifest: Manifest = {}
-    if fh.readline() != "{\n":
+    first = next(lines, None)
+    if first is None or first.text != "{\n":
         raise _OtherLayout
-    for line in fh:
-        key, value = _split(line, 1)
+    for line in lines:
+        key, value = _split(line.text, 1)
         if key == "properties":
             if value != "{":
                 raise _OtherLayout
@@ -152,17 +185,17 @@ def _header(fh: TextIO, path: Path) -> Manifest:
     raise _OtherLayout
 
 
-def _rows(fh: TextIO) -> Iterator[tuple[str, str]]:
-    """``(property_hash, JSON text)`` of each property line, read as they are needed."""
-    for line in fh:
-        if line == " }\n":
-            if fh.read() != "}\n":
+def _rows(lines: Iterator[_Line]) -> Iterator[tuple[str, str, _Line]]:
+    """``(property_hash, JSON text, line)`` of each property line, read as they are needed."""
+    for line in lines:
+        if line.text == " }\n":
+            if [rest.text for rest in lines] != ["}\n"]:
                 raise _OtherLayout
             return
-        key, value = _split(line, 2)
+        key, value = _split(line.text, 2)
         if not (value.startswith("{") and value.endswith("}")):
             raise _OtherLayout  # an object spread over lines: indented
-        yield key, value
+        yield key, value, line
     raise _OtherLayout
 
 
@@ -237,9 +270,10 @@ def update(
     path = root / MANIFEST_NAME
     with lock(root):
         try:
-            with path.open(encoding="utf-8") as old:
-                header = _header(old, path)
-                rows = _merged_rows(_rows(old), grouped, thresholds, path)
+            with path.open("rb") as old:
+                lines = _lines(old)
+                header = _header(lines, path)
+                rows = _merged_rows(_rows(lines), grouped, thresholds, path)
                 atomic_write(path, _writer(header, rows))
             return
         except (FileNotFoundError, _OtherLayout):
@@ -252,14 +286,14 @@ def update(
 
 
 def _merged_rows(
-    rows: Iterator[tuple[str, str]],
+    rows: Iterator[tuple[str, str, _Line]],
     grouped: dict[str, list[dict[str, Any]]],
     thresholds: Thresholds,
     path: Path,
 ) -> Iterator[tuple[str, str]]:
     """``rows`` with the records of ``grouped`` merged in, then the properties they add."""
     left = dict(grouped)
-    for key, line in rows:
+    for key, line, _ in rows:
         if key in left:
             line = _compact(_merged(key, _parse(path, key, line), left.pop(key), thresholds))
         yield key, line

@@ -67,6 +67,8 @@ from collections import Counter
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -171,16 +173,6 @@ class Report:
         }
 
 
-@dataclass
-class _Scan:
-    content: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (md5, size)
-    unreadable: dict[str, str] = field(default_factory=dict)  # path -> error
-    thumbs: set[str] = field(default_factory=set)
-    temp: list[str] = field(default_factory=list)
-    stray: list[str] = field(default_factory=list)
-    hashed: int = 0
-
-
 def file_md5(path: Path) -> tuple[str, int]:
     """MD5 and size of a file, read in 1 MiB chunks (images can be large, stores larger)."""
     digest = hashlib.md5(usedforsecurity=False)
@@ -199,25 +191,26 @@ def reconcile(root: Path, *, repair: bool = False, rehash: Collection[str] | Non
     (the quick check after a crawl: the files it wrote). The others are then
     taken to hold what their name says when their size is the manifest's; a
     file of another size is hashed, so truncation is still found.
+
+    Memory does not follow the store's size: the manifest is read one property
+    at a time, and what is compared (its references, the files found) is kept
+    in a private temporary SQLite database, joined and sorted there (see
+    ``_Ledger``).
     """
     if not root.is_dir() or not (
         (root / manifest_store.MANIFEST_NAME).exists() or (root / "full").is_dir()
     ):
         raise StoreNotFound(f"{root}: no store here (no {manifest_store.MANIFEST_NAME}, no full/)")
-    # One pass over the manifest, read lazily: one property is parsed at a time.
-    with _shape_checked(root):
-        index = _index(manifest_store.load(root, lazy=True))
-    sizes = None
-    if rehash is not None:
-        sizes = {rel: entries[-1][1]["bytes"] for rel, entries in index.refs.items()}
-        sizes.update((rel, -1) for rel in rehash)  # -1: never a size, always hashed
-    scan = _scan(root, sizes)
     report = Report(root=root, checked_at=manifest_store.utc_now(), repair=repair)
-    report.files_checked = len(scan.content)
-    report.files_hashed = scan.hashed
-    report.bytes_checked = sum(size for _, size in scan.content.values())
-    report.temp_files, report.stray_files = scan.temp, scan.stray
-    report.errors, report.warnings = _analyse(index, scan)
+    with _Ledger.open() as ledger:
+        with _shape_checked(root):
+            index = _index(manifest_store.load(root, lazy=True), ledger)
+        scan = _scan(root, ledger, rehash)
+        report.files_checked, report.bytes_checked = ledger.file_totals()
+        report.files_hashed = scan.hashed
+        report.temp_files, report.stray_files = scan.temp, scan.stray
+        report.errors = _check_entries(ledger) + _check_files(ledger)
+        report.warnings = _orphans(ledger) + _check_thumbs(ledger)
     # Properties with a ``missing`` list are revisited too: an interrupted
     # repair may have left URL-index rows, or a crawl may have restored one.
     if repair and (report.errors or index.with_missing):
@@ -308,12 +301,135 @@ def _shape_checked(root: Path) -> Iterator[None]:
         ) from exc
 
 
+# -- the ledger ---------------------------------------------------------------
+
+
+_LEDGER_SCHEMA = """
+CREATE TABLE refs (
+    path TEXT NOT NULL, key TEXT NOT NULL, md5 TEXT NOT NULL,
+    bytes INTEGER NOT NULL, bad_path INTEGER NOT NULL
+);
+CREATE TABLE thumb_refs (path TEXT NOT NULL, key TEXT NOT NULL);
+CREATE TABLE known (md5 TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE files (path TEXT PRIMARY KEY, md5 TEXT NOT NULL, size INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE unreadable (path TEXT PRIMARY KEY, error TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE thumbs (path TEXT PRIMARY KEY, md5 TEXT NOT NULL) WITHOUT ROWID;
+"""
+_LEDGER_INDEXES = """
+CREATE INDEX refs_path ON refs (path, key);
+CREATE INDEX thumb_refs_path ON thumb_refs (path, key);
+"""
+
+
+class _Ledger:
+    """The two sides of the check, the manifest's references and the files on disk,
+    in a private temporary SQLite database (``sqlite3.connect("")``): SQLite keeps
+    a few MiB of it in memory and spills the rest to a temporary file, so a store
+    of a million photos is checked in the memory of one of a thousand. Nothing of
+    it is in the store, and it is gone when closed."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        db.executescript(_LEDGER_SCHEMA)
+
+    @classmethod
+    @contextmanager
+    def open(cls) -> Iterator[_Ledger]:
+        db = sqlite3.connect("")
+        try:
+            yield cls(db)
+        finally:
+            db.close()
+
+    def add_image(self, key: str, image: dict[str, Any]) -> None:
+        bad = image["path"] != _content_path_of(image)
+        self.db.execute(
+            "INSERT INTO refs VALUES (?, ?, ?, ?, ?)",
+            (image["path"], key, image["md5"], image["bytes"], bad),
+        )
+        self.add_known(image["md5"])
+        self.db.executemany(
+            "INSERT INTO thumb_refs VALUES (?, ?)", ((t, key) for t in image["thumbs"].values())
+        )
+
+    def add_known(self, md5: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO known VALUES (?)", (md5,))
+
+    def indexed(self) -> None:
+        """The manifest side is complete: index it for the joins."""
+        self.db.executescript(_LEDGER_INDEXES)
+
+    def manifest_size(self, rel: str) -> int | None:
+        """The size the manifest gives ``rel`` (its last entry's), None if unreferenced."""
+        row = self.db.execute(
+            "SELECT bytes FROM refs WHERE path = ? ORDER BY rowid DESC LIMIT 1", (rel,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def add_file(self, rel: str, md5: str, size: int) -> None:
+        self.db.execute("INSERT INTO files VALUES (?, ?, ?)", (rel, md5, size))
+
+    def add_unreadable(self, rel: str, error: str) -> None:
+        self.db.execute("INSERT INTO unreadable VALUES (?, ?)", (rel, error))
+
+    def add_thumb(self, rel: str) -> None:
+        self.db.execute("INSERT INTO thumbs VALUES (?, ?)", (rel, rel.rpartition("/")[2][:32]))
+
+    def file_totals(self) -> tuple[int, int]:
+        count, size = self.db.execute("SELECT count(*), total(size) FROM files").fetchone()
+        return int(count), int(size)
+
+    def grouped(self, query: str) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+        """Rows of ``query`` (ordered by its first column, a path) grouped by path."""
+        for rel, rows in groupby(self.db.execute(query), key=itemgetter(0)):
+            yield rel, list(rows)
+
+
+def _index(manifest: manifest_store.Manifest, ledger: _Ledger | None = None) -> _Index:
+    """One pass over the manifest: its references go to ``ledger``, the per-property
+    results (pending images, quality) are kept."""
+    index = _Index()
+    properties = manifest["properties"]
+    for key in sorted(properties):
+        prop = properties[key]  # parsed now: one property is held at a time
+        index.with_missing = index.with_missing or "missing" in prop
+        index.pending += _pending(key, prop)
+        index.quality[key] = quality(prop)
+        if ledger is None:
+            continue
+        # A missing image's thumbnails are kept for when a crawl stores it again.
+        for entry in prop.get("missing", ()):
+            ledger.add_known(entry["md5"])
+        for image in prop["images"]:
+            ledger.add_image(key, image)
+    if ledger is not None:
+        ledger.indexed()
+    return index
+
+
+@dataclass
+class _Index:
+    """What reconciliation keeps of the manifest once its references are in the ledger."""
+
+    pending: list[Issue] = field(default_factory=list)
+    quality: dict[str, Quality] = field(default_factory=dict)
+    #: Whether a property has a ``missing`` list.
+    with_missing: bool = False
+
+
 # -- scanning ---------------------------------------------------------------
 
 
-def _scan(root: Path, sizes: dict[str, int] | None = None) -> _Scan:
-    """Walk the store; content files are hashed, or with ``sizes`` only those
-    whose size is not the one given (see ``reconcile``)."""
+@dataclass
+class _Scan:
+    temp: list[str] = field(default_factory=list)
+    stray: list[str] = field(default_factory=list)
+    hashed: int = 0
+
+
+def _scan(root: Path, ledger: _Ledger, rehash: Collection[str] | None = None) -> _Scan:
+    """Walk the store into ``ledger``; content files are hashed, or with ``rehash``
+    only those named and those whose size is not the manifest's (see ``reconcile``)."""
     scan = _Scan()
     for dirpath, dirnames, filenames in _walk(root):
         base = Path(dirpath)
@@ -327,7 +443,7 @@ def _scan(root: Path, sizes: dict[str, int] | None = None) -> _Scan:
             if name.startswith(TEMP_PREFIX):
                 scan.temp.append(rel)
             elif checked:
-                _classify(root, rel, scan, sizes)
+                _classify(root, rel, scan, ledger, rehash)
     return scan
 
 
@@ -348,24 +464,28 @@ def _walk(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
             yield dirpath, dirnames, filenames
 
 
-def _classify(root: Path, rel: str, scan: _Scan, sizes: dict[str, int] | None) -> None:
+def _classify(
+    root: Path, rel: str, scan: _Scan, ledger: _Ledger, rehash: Collection[str] | None
+) -> None:
     path = root / rel
     content = _CONTENT.match(rel)
     if path.is_symlink():
         scan.stray.append(rel)
     elif content and content["md5"].startswith(content["dir"]):
         try:
-            if sizes is not None and (size := path.stat().st_size) == sizes.get(rel, size):
-                scan.content[rel] = (content["md5"], size)
-                return
-            scan.content[rel] = file_md5(path)
+            if rehash is not None and rel not in rehash:
+                size = path.stat().st_size
+                if ledger.manifest_size(rel) in (None, size):
+                    ledger.add_file(rel, content["md5"], size)
+                    return
+            ledger.add_file(rel, *file_md5(path))
             scan.hashed += 1
         except FileNotFoundError:
             pass  # removed since the walk (cleanup): absent like any other missing file
         except OSError as exc:
-            scan.unreadable[rel] = str(exc)
+            ledger.add_unreadable(rel, str(exc))
     elif _THUMB.match(rel):
-        scan.thumbs.add(rel)
+        ledger.add_thumb(rel)
     else:
         scan.stray.append(rel)
 
@@ -373,105 +493,92 @@ def _classify(root: Path, rel: str, scan: _Scan, sizes: dict[str, int] | None) -
 # -- analysis ---------------------------------------------------------------
 
 
-_Refs = dict[str, list[tuple[str, dict[str, Any]]]]  # path -> [(property_hash, image)]
-
-
-@dataclass
-class _Index:
-    """What reconciliation needs of the manifest, gathered in one pass."""
-
-    refs: _Refs = field(default_factory=dict)
-    thumb_refs: dict[str, set[str]] = field(default_factory=dict)
-    #: md5 of every image and missing image (whose thumbnails are kept).
-    known: set[str] = field(default_factory=set)
-    pending: list[Issue] = field(default_factory=list)
-    quality: dict[str, Quality] = field(default_factory=dict)
-    #: Whether a property has a ``missing`` list.
-    with_missing: bool = False
-
-
-def _index(manifest: manifest_store.Manifest) -> _Index:
-    index = _Index()
-    for key, prop in sorted(manifest["properties"].items()):
-        # A missing image's thumbnails are kept for when a crawl stores it again.
-        index.known.update(entry["md5"] for entry in prop.get("missing", ()))
-        index.with_missing = index.with_missing or "missing" in prop
-        for image in prop["images"]:
-            # What the checks read of an entry, not the whole entry: one
-            # property is held at a time.
-            slim = {"md5": image["md5"], "path": image["path"], "bytes": image["bytes"]}
-            index.refs.setdefault(image["path"], []).append((key, slim))
-            index.known.add(image["md5"])
-            for thumb in image["thumbs"].values():
-                index.thumb_refs.setdefault(thumb, set()).add(key)
-        index.pending += _pending(key, prop)
-        index.quality[key] = quality(prop)
-    return index
-
-
-def _analyse(index: _Index, scan: _Scan) -> tuple[list[Issue], list[Issue]]:
-    file_errors, orphans = _check_files(index.refs, scan)
-    errors = _check_entries(index.refs, scan) + file_errors
-    return errors, orphans + _check_thumbs(index.thumb_refs, index.known, scan)
-
-
-def _check_entries(refs: _Refs, scan: _Scan) -> list[Issue]:
+def _check_entries(ledger: _Ledger) -> list[Issue]:
     """Manifest side: every image entry names its md5 and has a readable file."""
     errors = []
-    for rel, entries in sorted(refs.items()):
+    rows = ledger.grouped(
+        "SELECT r.path, r.key, r.md5, r.bad_path, u.error, f.path IS NOT NULL FROM refs r"
+        " LEFT JOIN unreadable u ON u.path = r.path LEFT JOIN files f ON f.path = r.path"
+        " ORDER BY r.path, r.key, r.rowid"
+    )
+    for rel, entries in rows:
         keys = _keys(entries)
         where = f"property {', '.join(keys)}"
-        md5 = entries[0][1]["md5"]
-        if any(rel != _content_path_of(image) for _, image in entries):
+        _, _, md5, _, error, present = entries[0]
+        if any(bad for *_, bad, _, _ in entries):
             message = f"{rel}: path does not name the entry's md5 {md5} ({where})"
             errors.append(Issue("bad_path", rel, message, md5, keys))
-        elif rel in scan.unreadable:
-            message = f"{rel}: {scan.unreadable[rel]} ({where})"
-            errors.append(Issue("unreadable", rel, message, md5, keys))
-        elif rel not in scan.content:
+        elif error is not None:
+            errors.append(Issue("unreadable", rel, f"{rel}: {error} ({where})", md5, keys))
+        elif not present:
             message = f"{rel}: in the manifest ({where}), no file"
             errors.append(Issue("ghost", rel, message, md5, keys))
-    for rel in sorted(scan.unreadable.keys() - refs.keys()):
-        errors.append(Issue("unreadable", rel, f"{rel}: {scan.unreadable[rel]} (unreferenced)"))
+    unreferenced = ledger.db.execute(
+        "SELECT path, error FROM unreadable WHERE path NOT IN (SELECT path FROM refs) ORDER BY path"
+    )
+    for rel, error in unreferenced:
+        errors.append(Issue("unreadable", rel, f"{rel}: {error} (unreferenced)"))
     return errors
 
 
-def _check_files(refs: _Refs, scan: _Scan) -> tuple[list[Issue], list[Issue]]:
-    """File side: every content file hashes to its name and is referenced."""
-    errors, orphans = [], []
-    for rel, (actual, size) in sorted(scan.content.items()):
+def _check_files(ledger: _Ledger) -> list[Issue]:
+    """File side: every content file hashes to its name."""
+    errors = []
+    rows = ledger.grouped(
+        "SELECT f.path, r.key, f.md5, f.size, r.bytes FROM files f"
+        " LEFT JOIN refs r ON r.path = f.path"
+        " WHERE f.md5 != substr(f.path, -36, 32) ORDER BY f.path, r.key"
+    )
+    for rel, entries in rows:
         name_md5 = rel.rpartition("/")[2][:32]
-        entries = refs.get(rel, [])
         keys = _keys(entries)
-        if actual != name_md5:
-            expected = max((image["bytes"] for _, image in entries), default=0)
-            truncated = f", truncated: {size} of {expected} bytes" if size < expected else ""
-            where = f"property {', '.join(keys)}" if keys else "unreferenced"
-            message = (
-                f"{rel}: MD5 of its {size} bytes is {actual}, not its name ({where}{truncated})"
-            )
-            errors.append(Issue("mismatch", rel, message, name_md5, keys))
-        elif not entries:
-            message = f"{rel}: no manifest entry names it; {ORPHAN_HINT}"
-            orphans.append(Issue("orphan", rel, message, name_md5))
-    return errors, orphans
+        _, _, actual, size, _ = entries[0]
+        expected = max((e[4] for e in entries if e[4] is not None), default=0)
+        truncated = f", truncated: {size} of {expected} bytes" if size < expected else ""
+        where = f"property {', '.join(keys)}" if keys else "unreferenced"
+        message = f"{rel}: MD5 of its {size} bytes is {actual}, not its name ({where}{truncated})"
+        errors.append(Issue("mismatch", rel, message, name_md5, keys))
+    return errors
 
 
-def _check_thumbs(thumb_refs: dict[str, set[str]], known: set[str], scan: _Scan) -> list[Issue]:
+def _orphans(ledger: _Ledger) -> list[Issue]:
+    """Content files that hash to their name and that no manifest entry names."""
+    rows = ledger.db.execute(
+        "SELECT path FROM files WHERE md5 = substr(path, -36, 32)"
+        " AND path NOT IN (SELECT path FROM refs) ORDER BY path"
+    )
+    return [
+        Issue(
+            "orphan",
+            rel,
+            f"{rel}: no manifest entry names it; {ORPHAN_HINT}",
+            rel.rpartition("/")[2][:32],
+        )
+        for (rel,) in rows
+    ]
+
+
+def _check_thumbs(ledger: _Ledger) -> list[Issue]:
     warnings = []
-    for rel, keys in sorted(thumb_refs.items()):
-        if rel not in scan.thumbs:
-            props = tuple(sorted(keys))
-            message = f"{rel}: thumbnail in the manifest (property {', '.join(props)}), no file"
-            warnings.append(Issue("missing_thumb", rel, message, None, props))
-    for rel in sorted(scan.thumbs):
-        if rel.rpartition("/")[2][:32] not in known:
-            warnings.append(Issue("orphan_thumb", rel, f"{rel}: thumbnail of no manifest image"))
+    rows = ledger.grouped(
+        "SELECT path, key FROM thumb_refs WHERE path NOT IN (SELECT path FROM thumbs)"
+        " ORDER BY path, key"
+    )
+    for rel, entries in rows:
+        props = _keys(entries)
+        message = f"{rel}: thumbnail in the manifest (property {', '.join(props)}), no file"
+        warnings.append(Issue("missing_thumb", rel, message, None, props))
+    orphans = ledger.db.execute(
+        "SELECT path FROM thumbs WHERE md5 NOT IN (SELECT md5 FROM known) ORDER BY path"
+    )
+    for (rel,) in orphans:
+        warnings.append(Issue("orphan_thumb", rel, f"{rel}: thumbnail of no manifest image"))
     return warnings
 
 
-def _keys(entries: list[tuple[str, dict[str, Any]]]) -> tuple[str, ...]:
-    return tuple(sorted({key for key, _ in entries}))
+def _keys(rows: list[tuple[Any, ...]]) -> tuple[str, ...]:
+    """The distinct property keys (second column) of a path's rows, sorted."""
+    return tuple(sorted({row[1] for row in rows if row[1] is not None}))
 
 
 def _content_path_of(image: dict[str, Any]) -> str:
