@@ -311,3 +311,40 @@ def test_a_thousand_properties_draw_one_page(tmp_path: Path) -> None:
     visit = in_browser(drive)
     assert visit.errors == []
     assert all(url.startswith("file://") for url in visit.requests)
+
+
+def test_the_page_data_is_written_property_by_property(tmp_path: Path) -> None:
+    addresses = synthetic_store(tmp_path, properties=6)
+    props = manifest_store.load(tmp_path)["properties"]
+    before = {p.name for p in tmp_path.iterdir()}
+
+    def written() -> tuple[str, dict[str, Any]]:
+        path = write_report(tmp_path, "r")
+        found = re.search(
+            r'<script type="application/json" id=phx-data>(.*?)</script>', path.read_text()
+        )
+        assert found is not None
+        return found[1], embedded_data(path)
+
+    text, data = written()
+    # The pieces join into exactly the compact JSON one dump of the data gives.
+    dumped = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    assert text == dumped.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    assert data == embedded_data(tmp_path / "runs" / "r.report.html") | {"root": ""}
+    order = sorted(props, key=lambda k: (props[k]["canonical_address"], k))
+    assert [p["k"] for p in data["properties"]] == order
+    assert {p["a"] for p in data["properties"]} == set(addresses)
+    assert all([i["t"] for i in p["i"]] == [256] * 4 for p in data["properties"])
+    assert "6 properties · 24 images" in (tmp_path / "report.html").read_text()
+    # The temporary file of the records leaves nothing in the store.
+    assert {p.name for p in tmp_path.iterdir()} == before | {"report.html", "runs"}
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["r.report.html"]
+
+    assert written() == (text, data)
+    # A thumbnail the store lost: its image is shown full size.
+    lost = data["properties"][0]["i"][1]["m"]
+    (tmp_path / thumb_path(lost, 256)).unlink()
+    _, data = written()
+    for prop in data["properties"]:
+        assert [i["t"] for i in prop["i"]] == [None if i["m"] == lost else 256 for i in prop["i"]]
+    assert {p.name for p in tmp_path.iterdir()} == before | {"report.html", "runs"}
