@@ -12,6 +12,7 @@ from phx_scraper.items import PropertyImagesItem
 from phx_scraper.pipelines.images import ContentAddressedImagesPipeline
 from phx_scraper.sandbox import dataset
 from phx_scraper.sandbox.process import Sandbox
+from phx_scraper.store.history import scan_runs
 from tests.conftest import run_crawl
 from tests.crawl_checks import check_files, check_source
 
@@ -95,3 +96,34 @@ def test_untrusted_photo_urls_are_rejected_not_fetched(tmp_path: Path) -> None:
     assert [(r["url"], r["reason"]) for r in item.rejected] == [
         (u, "host_not_allowed") for u in urls[2:]
     ]
+
+
+def test_items_waiting_for_photos_pause_the_engine_until_the_photos_catch_up(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Listing pages answer at once and photos slowly: without backpressure every
+    property's item would wait in memory. The engine is paused instead, and every
+    photo is still stored."""
+    keys = [p.key for p in dataset.PROPERTIES if p.redfin]
+    store = tmp_path / "store"
+    sandbox.set_fault("redfin", "cdn_slow:0.05")
+    try:
+        crawl = run_crawl(
+            sandbox,
+            store,
+            "redfin",
+            f"addresses={csv_of(tmp_path, keys)}",
+            # 2 item slots: paused while 2 items wait for one.
+            settings={"PHX_IMAGE_INFLIGHT": "8", "PHX_IMAGE_WORKERS": "1"},
+        )
+    finally:
+        sandbox.clear_faults("redfin")
+    assert crawl.returncode == 0, crawl.stderr
+    [run] = scan_runs(store).runs
+    stats = run.record["stats"]
+    assert stats["phx/backpressure/pauses"] >= 1
+    # At most the 2 that paused it plus the listing pages already in flight
+    # (8 per domain); without the pause, most of the crawl's items.
+    assert stats["phx/backpressure/max_waiting_items"] <= 2 + 8 < len(keys)
+    assert check_source(crawl.manifest, "redfin", keys) > 0
+    check_files(store, crawl.manifest)

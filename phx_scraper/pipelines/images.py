@@ -105,6 +105,8 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         # photos: without this gate every item would create its photo requests at
         # once, each waiting for a slot, and memory would follow the crawl's size.
         self.item_slots = DeferredSemaphore(max(2, inflight // 8))
+        # Whether this pipeline paused the engine (see ``_admit``).
+        self.holding_back = False
         self.keep_originals = settings.getbool("PHX_STORE_ORIGINALS")
         self.quota = parse_quota(settings.get("PHX_STORE_QUOTA"))
         self.quota_warn = settings.getfloat("PHX_STORE_QUOTA_WARN", 0.9)
@@ -151,11 +153,36 @@ class ContentAddressedImagesPipeline(ImagesPipeline):
         if not isinstance(item, PropertyImagesItem):
             return await super().process_item(item)
         self._reject_untrusted_urls(item)
-        await maybe_deferred_to_future(self.item_slots.acquire())
+        await maybe_deferred_to_future(self._admit())
         try:
             return await super().process_item(item)
         finally:
             self.item_slots.release()
+            self._resume()
+
+    def _admit(self) -> Deferred[Any]:
+        """An item slot. While as many items wait for one as hold one, the engine
+        is paused: no more pages are fetched (so no more items made) until the
+        photos catch up, and memory does not follow the crawl's size. Scrapy's
+        own limit, on the size of the responses being processed, lets thousands
+        of small listing pages through."""
+        admitted = self.item_slots.acquire()
+        waiting = len(self.item_slots.waiting)
+        self.stats.max_value("phx/backpressure/max_waiting_items", waiting)
+        engine = self.crawler.engine
+        if waiting >= self.item_slots.limit and not self.holding_back and engine is not None:
+            engine.pause()
+            self.holding_back = True
+            self.stats.inc_value("phx/backpressure/pauses")
+        return admitted
+
+    def _resume(self) -> None:
+        """Unpause the engine once half the waiting items have a slot."""
+        engine = self.crawler.engine
+        if self.holding_back and len(self.item_slots.waiting) <= self.item_slots.limit // 2:
+            self.holding_back = False
+            if engine is not None:
+                engine.unpause()
 
     def _trusted(self, source: str, url: str) -> bool:
         """An http(s) URL on the source's CDNs or configured hosts."""
