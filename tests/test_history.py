@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from phx_scraper.addresses import canonicalize
+from phx_scraper.sandbox import dataset
+from phx_scraper.sandbox.process import Sandbox
 from phx_scraper.store import history, manifest
 from phx_scraper.store.history import (
     RunRecordError,
@@ -27,7 +29,7 @@ from phx_scraper.store.history import (
     write_changes,
     write_run,
 )
-from tests.conftest import store_command
+from tests.conftest import run_crawl, store_command
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDRESS = canonicalize("4560 E Sunrise Dr, Phoenix, AZ 85044")
@@ -72,7 +74,7 @@ def test_retention_keeps_the_newest_and_prunes_companions(tmp_path: Path) -> Non
         rid = run_id(n)
         (tmp_path / "runs").mkdir(exist_ok=True)
         (tmp_path / "runs" / f"{rid}.reconcile.json").write_text("{}\n")
-        write_changes(tmp_path, rid, {"run_id": rid, "properties": {}, "totals": {}})
+        write_changes(tmp_path, rid, [])
         write_run(tmp_path, record(rid, minute=n), keep=100)
     assert record_ids(tmp_path) == {run_id(n) for n in range(5, 105)}
     names = {p.name for p in (tmp_path / "runs").iterdir()}
@@ -156,7 +158,7 @@ def test_bad_records_are_refused_with_every_problem(tmp_path: Path) -> None:
     with pytest.raises(RunRecordError, match="JSON-serializable"):
         write_run(tmp_path, record("aaaaaaaa", stats={"start": object()}))
     with pytest.raises(RunRecordError):
-        write_changes(tmp_path, "a.b", {})
+        write_changes(tmp_path, "a.b", [])
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
@@ -176,7 +178,7 @@ KILLED_WRITER = textwrap.dedent(
             "finished_at": f"2026-11-25T10:00:00.{n:06d}+00:00",
             "finish_reason": "finished", "padding": "x" * 20000,
         }, keep=10)
-        write_changes(root, rid, {"run_id": rid, "properties": {}, "totals": {}})
+        write_changes(root, rid, [])
         if n == start:
             print("ready", flush=True)
     """
@@ -311,6 +313,20 @@ def md5(c: str) -> str:
 Z = "https://photos.zillowstatic.com/fp/"
 
 
+def logged(
+    root: Path,
+    previous: manifest.Manifest | None,
+    current: manifest.Manifest,
+    run: str,
+    covered: set[tuple[str, str]],
+) -> dict[str, Any]:
+    """The change log of ``run`` as ``write_changes`` writes it, read back."""
+    totals = write_changes(root, run, change_log(previous, current, run, covered))
+    log: dict[str, Any] = json.loads((root / "runs" / f"{run}.changes.json").read_text())
+    assert log["totals"] == totals
+    return log
+
+
 def test_change_log_added_removed_changed(tmp_path: Path) -> None:
     key = ADDRESS.property_hash
     r0 = merged(
@@ -328,7 +344,7 @@ def test_change_log_added_removed_changed(tmp_path: Path) -> None:
             ],
         ),
     )
-    first = change_log(None, r0, "r0", {(key, "zillow")})
+    first = logged(tmp_path, None, r0, "r0", {(key, "zillow")})
     zillow = first["properties"][key]["sources"]["zillow"]
     assert zillow["previous_run"] is None and zillow["complete"] is True
     assert len(zillow["added"]) == 6 and zillow["removed"] == zillow["changed"] == []
@@ -350,7 +366,7 @@ def test_change_log_added_removed_changed(tmp_path: Path) -> None:
         ),
         item("r1", "redfin", [image(md5("f"), "https://ssl.cdn-redfin.com/f")]),
     )
-    assert change_log(r0, r1, "r1", {(key, "zillow")})["totals"] == {
+    assert logged(tmp_path, r0, r1, "r1", {(key, "zillow")})["totals"] == {
         "added": 0,
         "removed": 1,
         "changed": 0,
@@ -374,7 +390,7 @@ def test_change_log_added_removed_changed(tmp_path: Path) -> None:
         ),
         item("r2", "redfin", [], status="blocked"),
     )
-    log = change_log(r1, r2, "r2", {(key, "zillow"), (key, "redfin")})
+    log = logged(tmp_path, r1, r2, "r2", {(key, "zillow"), (key, "redfin")})
     assert log["run_id"] == "r2"
     assert log["properties"][key]["canonical_address"] == ADDRESS.canonical
     zillow = log["properties"][key]["sources"]["zillow"]
@@ -405,13 +421,35 @@ def test_change_log_added_removed_changed(tmp_path: Path) -> None:
     # r3: redfin answers again with no photos: compared with everything known
     # from it, since r2 read nothing.
     r3 = merged(r2, item("r3", "redfin", [], status="no_photos"))
-    redfin = change_log(r2, r3, "r3", {(key, "redfin")})["properties"][key]["sources"]["redfin"]
+    r3_log = logged(tmp_path, r2, r3, "r3", {(key, "redfin")})
+    redfin = r3_log["properties"][key]["sources"]["redfin"]
     assert redfin["previous_run"] == "r2" and redfin["complete"]
     assert redfin["removed"] == [{"md5": md5("f"), "urls": ["https://ssl.cdn-redfin.com/f"]}]
 
-    path = write_changes(tmp_path, "r2", log)
-    assert path == tmp_path / "runs" / "r2.changes.json"
-    assert json.loads(path.read_text()) == log
+    # One line per property, keys in order: the file is what json.dumps would give.
+    text = (tmp_path / "runs" / "r2.changes.json").read_text()
+    assert text.splitlines()[2].startswith(f'  "{key}": {{"canonical_address":')
+    assert list(log) == ["properties", "run_id", "totals"]
+
+
+def test_a_crawl_writes_its_change_log_and_its_totals_in_its_record(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    csv = tmp_path / "homes.csv"
+    keys = ["sunrise", "caminito", "ivanhoe"]
+    csv.write_text("address\n" + "".join(f'"{dataset.property_by_key(k).address}"\n' for k in keys))
+    store = tmp_path / "store"
+    for _ in range(2):
+        crawl = run_crawl(sandbox, store, "redfin", f"addresses={csv}", "force=1")
+        assert crawl.returncode == 0, crawl.stderr
+    first, second = sorted(scan_runs(store).runs, key=lambda run: run.order)
+    stored = {key: len(prop["images"]) for key, prop in crawl.manifest["properties"].items()}
+    for run, added in ((first, sum(stored.values())), (second, 0)):
+        log = json.loads((store / "runs" / f"{run.run_id}.changes.json").read_text())
+        assert log["run_id"] == run.run_id and set(log["properties"]) == set(stored)
+        assert (
+            run.record["changes"] == log["totals"] == {"added": added, "removed": 0, "changed": 0}
+        )
 
 
 # -- the commands -------------------------------------------------------------

@@ -165,12 +165,7 @@ class ManifestWriter:
         stats = self.crawler.stats
         start_time = stats.get_value("start_time")
         run_id = getattr(spider, "run_id", "")
-        changes = history.change_log(
-            self.previous,
-            manifest_store.load(self.root, lazy=True),
-            run_id,
-            {(r["property_hash"], r["source"]) for r in self.all_outcomes()},
-        )
+        changes = self.write_changes(run_id)
         summary = build_summary(spider, reason, self.all_outcomes())
         summary.update(
             sources_crawled=list(getattr(spider, "sources", ())),
@@ -184,7 +179,7 @@ class ManifestWriter:
                 "locked_by_another_crawl": stats.get_value("phx/skipped/locked", 0),
             },
             breaker=breaker_figures(stats.get_stats()),
-            changes=changes["totals"],
+            changes=changes,
             quota={
                 key: stats.get_value(f"phx/quota/{key}")
                 for key in ("refused", "refused_bytes", "needed")
@@ -194,7 +189,6 @@ class ManifestWriter:
         )
         try:
             history.write_run(self.root, summary, keep=self.keep_runs)
-            history.write_changes(self.root, run_id, changes)
         except history.RunRecordError as exc:
             logger.error("Run record not written: %s", exc)
         try:
@@ -269,6 +263,18 @@ class ManifestWriter:
 
     def all_outcomes(self) -> list[dict[str, Any]]:
         return self.outcomes + [outcome(record) for record in self.pending]
+
+    def write_changes(self, run_id: str) -> dict[str, int] | None:
+        """The run's change log, written as it is made; returns its totals."""
+        covered = {(r["property_hash"], r["source"]) for r in self.all_outcomes()}
+        current = manifest_store.load(self.root, lazy=True)
+        try:
+            return history.write_changes(
+                self.root, run_id, history.change_log(self.previous, current, run_id, covered)
+            )
+        except history.RunRecordError as exc:
+            logger.error("Change log not written: %s", exc)
+            return None
 
     def check_store(self, run_id: str) -> dict[str, Any]:
         """Read-only reconciliation after every crawl, so a damaged store is noticed.

@@ -38,11 +38,13 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from phx_scraper.middlewares.secrets import maricopa_token
 from phx_scraper.store.files import TEMP_PREFIX, atomic_write
@@ -173,13 +175,34 @@ def write_run(root: Path, record: Mapping[str, Any], keep: int = DEFAULT_KEEP) -
     return path
 
 
-def write_changes(root: Path, run_id: str, changes: Mapping[str, Any]) -> Path:
-    """Write ``runs/<run_id>.changes.json`` (a ``change_log``) atomically."""
+def write_changes(
+    root: Path, run_id: str, properties: Iterable[tuple[str, dict[str, Any]]]
+) -> dict[str, int]:
+    """Write ``runs/<run_id>.changes.json`` atomically from ``change_log``'s
+    properties, one line each as they come (a large run's log is never held
+    whole); returns the totals, also written: ``{"added": n, "removed": n, "changed": n}``."""
     if not RUN_ID.fullmatch(run_id):
         raise RunRecordError(f"run_id {run_id!r} is not 1-64 letters, digits, '_' or '-'")
-    path = root / RUNS_DIR / f"{run_id}.changes.json"
-    atomic_write(path, json.dumps(changes, indent=1, sort_keys=True).encode() + b"\n")
-    return path
+    totals: Counter[str] = Counter()
+
+    def write(fh: BinaryIO) -> None:
+        # Keys in sorted order, as json.dumps(sort_keys=True) would put them.
+        fh.write(b'{\n "properties": {')
+        for n, (key, entry) in enumerate(properties):
+            for changes in entry["sources"].values():
+                totals.update({kind: len(changes[kind]) for kind in CHANGE_KINDS})
+            fh.write(f"{',' if n else ''}\n  {_compact(key)}: {_compact(entry)}".encode())
+        counts = {kind: totals[kind] for kind in CHANGE_KINDS}
+        fh.write(
+            f'\n }},\n "run_id": {_compact(run_id)},\n "totals": {_compact(counts)}\n}}\n'.encode()
+        )
+
+    atomic_write(root / RUNS_DIR / f"{run_id}.changes.json", write)
+    return {kind: totals[kind] for kind in CHANGE_KINDS}
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def scan_runs(root: Path) -> Scan:
@@ -239,8 +262,10 @@ def change_log(
     current: Manifest,
     run_id: str,
     covered: Iterable[tuple[str, str]],
-) -> dict[str, Any]:
-    """What run ``run_id`` changed, per covered (property_hash, source) pair.
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """What run ``run_id`` changed, per covered (property_hash, source) pair:
+    ``(property_hash, {"canonical_address", "sources": {source: changes}})``,
+    one property at a time (see ``write_changes``).
 
     ``previous`` is the manifest before the run's records were merged,
     ``current`` the one after. Per pair, compared with the listing of the
@@ -259,28 +284,19 @@ def change_log(
     that attempt may be reported removed again.
     """
     before_all = (previous or {}).get("properties") or {}
-    properties: dict[str, dict[str, Any]] = {}
-    totals: Counter[str] = Counter()
-    for key, source in sorted(set(covered)):
+    for key, pairs in groupby(sorted(set(covered)), key=itemgetter(0)):
         after = current["properties"].get(key) or {}
         before = before_all.get(key) or {}
-        entry = _source_changes(before, after, source, run_id)
-        slot = properties.setdefault(
+        yield (
             key,
             {
                 "canonical_address": after.get("canonical_address")
                 or before.get("canonical_address"),
-                "sources": {},
+                "sources": {
+                    source: _source_changes(before, after, source, run_id) for _, source in pairs
+                },
             },
         )
-        slot["sources"][source] = entry
-        for kind in CHANGE_KINDS:
-            totals[kind] += len(entry[kind])
-    return {
-        "run_id": run_id,
-        "properties": properties,
-        "totals": {kind: totals[kind] for kind in CHANGE_KINDS},
-    }
 
 
 def _source_changes(
