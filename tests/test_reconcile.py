@@ -21,8 +21,11 @@ from scrapy import Spider
 from scrapy.utils.test import get_crawler
 
 from phx_scraper.extensions.manifest import ManifestWriter
+from phx_scraper.sandbox import dataset
+from phx_scraper.sandbox.process import Sandbox
 from phx_scraper.store import manifest
 from phx_scraper.store.files import atomic_write, md5_hex, store_content, thumb_path
+from phx_scraper.store.history import scan_runs
 from phx_scraper.store.neardup import Thresholds
 from phx_scraper.store.reconcile import (
     Issue,
@@ -35,7 +38,7 @@ from phx_scraper.store.reconcile import (
 )
 from phx_scraper.store.schema import load_schema, validate
 from phx_scraper.store.urlindex import INDEX_PATH, IndexEntry, UrlIndex
-from tests.conftest import store_command
+from tests.conftest import run_crawl, store_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PROPERTY = "abcd1234"
@@ -487,6 +490,40 @@ def test_crawl_end_check_hashes_only_what_the_crawl_wrote_unless_told(
         writer = ManifestWriter.from_crawler(crawler)
         summary = writer.check_store(RUN)
         assert (summary["errors"], summary["files_hashed"]) == (errors, hashed)
+
+
+def test_a_crawl_end_check_hashes_the_files_fetched_since_the_crawl_opened(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    csv = tmp_path / "homes.csv"
+    keys = ["sunrise", "caminito"]
+    csv.write_text("address\n" + "".join(f'"{dataset.property_by_key(k).address}"\n' for k in keys))
+    store = tmp_path / "store"
+
+    def check(*args: str) -> dict[str, Any]:
+        crawl = run_crawl(sandbox, store, "redfin", f"addresses={csv}", *args)
+        assert crawl.returncode == 0, crawl.stderr
+        newest = scan_runs(store).runs[0]
+        summary: dict[str, Any] = newest.record["reconcile"]
+        return summary
+
+    first = check()
+    files = sorted(store.glob("full/*/*"))
+    assert (first["files_checked"], first["files_hashed"], first["errors"]) == (
+        len(files),
+        len(files),
+        0,
+    )
+    rotten = files[0]
+    flipped = bytearray(rotten.read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF  # bit rot: same size
+    rotten.write_bytes(bytes(flipped))
+    # Nothing fetched: nothing hashed, so the rot is not seen by the quick check.
+    again = check()
+    assert (again["files_hashed"], again["errors"]) == (0, 0)
+    # Fetched again (force): every file the crawl got is hashed, the rotten one too.
+    forced = check("force=1")
+    assert (forced["files_hashed"], forced["errors"]) == (len(files), 1)
 
 
 # -- the command --------------------------------------------------------------

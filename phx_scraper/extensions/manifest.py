@@ -28,6 +28,7 @@ from phx_scraper.store.neardup import Thresholds
 from phx_scraper.store.quota import format_size
 from phx_scraper.store.reconcile import log_report, reconcile, reconcile_report
 from phx_scraper.store.report import write_report
+from phx_scraper.store.urlindex import paths_fetched_since
 
 if TYPE_CHECKING:
     from typing import Self
@@ -71,6 +72,8 @@ class ManifestWriter:
         self.keep_runs = history.DEFAULT_KEEP
         self.hash_all = False
         self.previous: manifest_store.Manifest | None = None
+        #: When the crawl opened (``time.time()``, as the URL index records fetches).
+        self.opened_at = time.time()
         self.store_hold = ExitStack()
         self.closing = False
 
@@ -281,9 +284,9 @@ class ManifestWriter:
 
         Quick unless PHX_RECONCILE_HASH_ALL: the files this crawl wrote are hashed,
         the others checked by size, so its cost does not grow with the store."""
-        wrote = None
-        if not self.hash_all:
-            wrote = {path for record in self.all_outcomes() for path in record["downloaded"]}
+        # What the URL index says was fetched since the crawl opened, read as the
+        # check goes: this crawl's downloads (and a concurrent crawl's).
+        wrote = None if self.hash_all else paths_fetched_since(self.root, self.opened_at)
         try:
             report = reconcile(self.root, rehash=wrote)
         except (OSError, manifest_store.ManifestError) as exc:
@@ -303,7 +306,7 @@ def outcome(record: dict[str, Any]) -> dict[str, Any]:
         "reason": record["reason"],
         "photos": len(record["photos"]),
         "stored": len(record["images"]),
-        "downloaded": [i["path"] for i in record["images"] if i["status"] == "downloaded"],
+        "downloaded": sum(i["status"] == "downloaded" for i in record["images"]),
         "rejected": [r["reason"] for r in record["rejected"]],
     }
 
@@ -317,7 +320,7 @@ def build_summary(spider: Spider, reason: str, records: list[dict[str, Any]]) ->
         counts[f"status_{record['status']}"] += 1
         counts["photos_listed"] += record["photos"]
         counts["photos_stored"] += record["stored"]
-        counts["photos_downloaded"] += len(record["downloaded"])
+        counts["photos_downloaded"] += record["downloaded"]
         counts["photos_rejected"] += len(record["rejected"])
         if record["status"] not in ("ok", "no_photos", "no_match"):
             failures[f"{record['source']}/{record['status']}:{record['reason']}"] += 1

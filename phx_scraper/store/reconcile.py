@@ -64,7 +64,7 @@ import os
 import re
 import sqlite3
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import groupby
@@ -184,7 +184,7 @@ def file_md5(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def reconcile(root: Path, *, repair: bool = False, rehash: Collection[str] | None = None) -> Report:
+def reconcile(root: Path, *, repair: bool = False, rehash: Iterable[str] | None = None) -> Report:
     """Check the store at ``root`` against its manifest; with ``repair``, fix the errors.
 
     Every content file is hashed, unless ``rehash`` names the only ones to hash
@@ -205,7 +205,9 @@ def reconcile(root: Path, *, repair: bool = False, rehash: Collection[str] | Non
     with _Ledger.open() as ledger:
         with _shape_checked(root):
             index = _index(manifest_store.load(root, lazy=True), ledger)
-        scan = _scan(root, ledger, rehash)
+        if rehash is not None:
+            ledger.add_rehash(rehash)
+        scan = _scan(root, ledger, quick=rehash is not None)
         report.files_checked, report.bytes_checked = ledger.file_totals()
         report.files_hashed = scan.hashed
         report.temp_files, report.stray_files = scan.temp, scan.stray
@@ -314,6 +316,7 @@ CREATE TABLE known (md5 TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE files (path TEXT PRIMARY KEY, md5 TEXT NOT NULL, size INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE unreadable (path TEXT PRIMARY KEY, error TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE thumbs (path TEXT PRIMARY KEY, md5 TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE rehash (path TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 _LEDGER_INDEXES = """
 CREATE INDEX refs_path ON refs (path, key);
@@ -359,12 +362,18 @@ class _Ledger:
         """The manifest side is complete: index it for the joins."""
         self.db.executescript(_LEDGER_INDEXES)
 
-    def manifest_size(self, rel: str) -> int | None:
-        """The size the manifest gives ``rel`` (its last entry's), None if unreferenced."""
-        row = self.db.execute(
-            "SELECT bytes FROM refs WHERE path = ? ORDER BY rowid DESC LIMIT 1", (rel,)
+    def add_rehash(self, paths: Iterable[str]) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO rehash VALUES (?)", ((p,) for p in paths))
+
+    def quick_facts(self, rel: str) -> tuple[bool, int | None]:
+        """Whether ``rel`` is named by ``add_rehash``, and the size the manifest
+        gives it (its last entry's; None when unreferenced)."""
+        named, size = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM rehash WHERE path = :p),"
+            " (SELECT bytes FROM refs WHERE path = :p ORDER BY rowid DESC LIMIT 1)",
+            {"p": rel},
         ).fetchone()
-        return None if row is None else int(row[0])
+        return bool(named), size
 
     def add_file(self, rel: str, md5: str, size: int) -> None:
         self.db.execute("INSERT INTO files VALUES (?, ?, ?)", (rel, md5, size))
@@ -427,9 +436,10 @@ class _Scan:
     hashed: int = 0
 
 
-def _scan(root: Path, ledger: _Ledger, rehash: Collection[str] | None = None) -> _Scan:
-    """Walk the store into ``ledger``; content files are hashed, or with ``rehash``
-    only those named and those whose size is not the manifest's (see ``reconcile``)."""
+def _scan(root: Path, ledger: _Ledger, *, quick: bool = False) -> _Scan:
+    """Walk the store into ``ledger``; content files are hashed, or when ``quick``
+    only those the ledger names and those whose size is not the manifest's (see
+    ``reconcile``)."""
     scan = _Scan()
     for dirpath, dirnames, filenames in _walk(root):
         base = Path(dirpath)
@@ -443,7 +453,7 @@ def _scan(root: Path, ledger: _Ledger, rehash: Collection[str] | None = None) ->
             if name.startswith(TEMP_PREFIX):
                 scan.temp.append(rel)
             elif checked:
-                _classify(root, rel, scan, ledger, rehash)
+                _classify(root, rel, scan, ledger, quick)
     return scan
 
 
@@ -464,18 +474,17 @@ def _walk(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
             yield dirpath, dirnames, filenames
 
 
-def _classify(
-    root: Path, rel: str, scan: _Scan, ledger: _Ledger, rehash: Collection[str] | None
-) -> None:
+def _classify(root: Path, rel: str, scan: _Scan, ledger: _Ledger, quick: bool) -> None:
     path = root / rel
     content = _CONTENT.match(rel)
     if path.is_symlink():
         scan.stray.append(rel)
     elif content and content["md5"].startswith(content["dir"]):
         try:
-            if rehash is not None and rel not in rehash:
+            if quick:
+                named, expected = ledger.quick_facts(rel)
                 size = path.stat().st_size
-                if ledger.manifest_size(rel) in (None, size):
+                if not named and expected in (None, size):
                     ledger.add_file(rel, content["md5"], size)
                     return
             ledger.add_file(rel, *file_md5(path))

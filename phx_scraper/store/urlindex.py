@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,3 +98,18 @@ class UrlIndex:
 
     def close(self) -> None:
         self._db.close()
+
+
+def paths_fetched_since(root: Path, since: float) -> Iterator[str]:
+    """The stored paths of URLs fetched at or after ``since`` (a ``time.time()``), as
+    read; nothing when the store has no index. Read-only: it never creates one."""
+    path = root / INDEX_PATH
+    if not path.exists():
+        return
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        db.execute("PRAGMA busy_timeout=30000")
+        for (rel,) in db.execute("SELECT DISTINCT path FROM urls WHERE fetched_at >= ?", (since,)):
+            yield rel
+    finally:
+        db.close()
