@@ -16,7 +16,6 @@ Sizes are written as a number and a unit: ``B``, ``KB``, ``MB``, ``GB``,
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import threading
 from pathlib import Path
@@ -80,15 +79,14 @@ def format_size(nbytes: int) -> str:
 def measure(root: Path) -> int:
     """Bytes of the files under ``full/``, ``thumbs/`` and ``originals/`` (one walk)."""
     total = 0
-    for dirpath, _, filenames in _walk(root):
-        parts = Path(dirpath).relative_to(root).parts
-        if not parts or parts[0] not in COUNTED_DIRS:
+    for rel_dir, entries in _walk(root):
+        if rel_dir.split("/", 1)[0] not in COUNTED_DIRS:
             continue
-        for name in filenames:
-            if name.startswith(TEMP_PREFIX):
+        for entry in entries:
+            if entry.name.startswith(TEMP_PREFIX) or entry.is_dir():
                 continue
             with contextlib.suppress(FileNotFoundError):  # removed since the walk listed it
-                total += os.lstat(os.path.join(dirpath, name)).st_size
+                total += entry.stat(follow_symlinks=False).st_size
     return total
 
 

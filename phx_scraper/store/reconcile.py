@@ -318,6 +318,8 @@ CREATE TABLE files (path TEXT PRIMARY KEY, md5 TEXT NOT NULL, size INTEGER NOT N
 CREATE TABLE unreadable (path TEXT PRIMARY KEY, error TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE thumbs (path TEXT PRIMARY KEY, md5 TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE rehash (path TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE hashed (path TEXT PRIMARY KEY, md5 TEXT NOT NULL, size INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE gone (path TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 _LEDGER_INDEXES = """
 CREATE INDEX refs_path ON refs (path, key);
@@ -347,19 +349,22 @@ class _Ledger:
         finally:
             db.close()
 
-    def add_image(self, key: str, image: dict[str, Any]) -> None:
-        bad = image["path"] != _content_path_of(image)
-        self.db.execute(
-            "INSERT INTO refs VALUES (?, ?, ?, ?, ?)",
-            (image["path"], key, image["md5"], image["bytes"], bad),
-        )
-        self.add_known(image["md5"])
+    def add_property(self, key: str, prop: dict[str, Any]) -> None:
+        """A property's images (and the md5s of its missing ones, whose thumbnails are kept)."""
+        images = prop["images"]
         self.db.executemany(
-            "INSERT INTO thumb_refs VALUES (?, ?)", ((t, key) for t in image["thumbs"].values())
+            "INSERT INTO refs VALUES (?, ?, ?, ?, ?)",
+            (
+                (i["path"], key, i["md5"], i["bytes"], i["path"] != _content_path_of(i))
+                for i in images
+            ),
         )
-
-    def add_known(self, md5: str) -> None:
-        self.db.execute("INSERT OR IGNORE INTO known VALUES (?)", (md5,))
+        md5s = [i["md5"] for i in images] + [m["md5"] for m in prop.get("missing", ())]
+        self.db.executemany("INSERT OR IGNORE INTO known VALUES (?)", ((m,) for m in md5s))
+        self.db.executemany(
+            "INSERT INTO thumb_refs VALUES (?, ?)",
+            ((thumb, key) for i in images for thumb in i["thumbs"].values()),
+        )
 
     def indexed(self) -> None:
         """The manifest side is complete: index it for the joins."""
@@ -368,18 +373,45 @@ class _Ledger:
     def add_rehash(self, paths: Iterable[str]) -> None:
         self.db.executemany("INSERT OR IGNORE INTO rehash VALUES (?)", ((p,) for p in paths))
 
-    def quick_facts(self, rel: str) -> tuple[bool, int | None]:
-        """Whether ``rel`` is named by ``add_rehash``, and the size the manifest
-        gives it (its last entry's; None when unreferenced)."""
-        named, size = self.db.execute(
-            "SELECT EXISTS (SELECT 1 FROM rehash WHERE path = :p),"
-            " (SELECT bytes FROM refs WHERE path = :p ORDER BY rowid DESC LIMIT 1)",
-            {"p": rel},
-        ).fetchone()
-        return bool(named), size
+    def add_files(self, files: Iterable[tuple[str, str, int]]) -> None:
+        """Content files found, as ``(path, md5 of the name, size)``: taken to hold
+        what their name says until hashed."""
+        self.db.executemany("INSERT INTO files VALUES (?, ?, ?)", files)
 
-    def add_file(self, rel: str, md5: str, size: int) -> None:
-        self.db.execute("INSERT INTO files VALUES (?, ?, ?)", (rel, md5, size))
+    def to_hash(self, quick: bool) -> Iterator[str]:
+        """The content files to hash, by path: all, or when ``quick`` those named
+        by ``add_rehash`` and those whose size is not the manifest's (its last
+        entry's). Read as they are hashed; results go to other tables until
+        ``hashes_done``."""
+        where = (
+            " WHERE f.path IN (SELECT path FROM rehash) OR f.size != coalesce("
+            "(SELECT bytes FROM refs r WHERE r.path = f.path ORDER BY r.rowid DESC LIMIT 1),"
+            " f.size)"
+            if quick
+            else ""
+        )
+        for (rel,) in self.db.execute(f"SELECT f.path FROM files f{where} ORDER BY f.path"):
+            yield rel
+
+    def hashed(self, rel: str, md5: str, size: int) -> None:
+        self.db.execute("INSERT INTO hashed VALUES (?, ?, ?)", (rel, md5, size))
+
+    def gone(self, rel: str, error: str | None = None) -> None:
+        """A content file that could not be hashed: removed since the walk, or
+        unreadable (``error``)."""
+        self.db.execute("INSERT INTO gone VALUES (?)", (rel,))
+        if error is not None:
+            self.add_unreadable(rel, error)
+
+    def hashes_done(self) -> None:
+        self.db.executescript(
+            """
+            UPDATE files SET (md5, size) = (
+                SELECT md5, size FROM hashed h WHERE h.path = files.path
+            ) WHERE path IN (SELECT path FROM hashed);
+            DELETE FROM files WHERE path IN (SELECT path FROM gone);
+            """
+        )
 
     def add_unreadable(self, rel: str, error: str) -> None:
         self.db.execute("INSERT INTO unreadable VALUES (?, ?)", (rel, error))
@@ -407,13 +439,8 @@ def _index(manifest: manifest_store.Manifest, ledger: _Ledger | None = None) -> 
         index.with_missing = index.with_missing or "missing" in prop
         index.pending += _pending(key, prop)
         index.quality[key] = quality(prop)
-        if ledger is None:
-            continue
-        # A missing image's thumbnails are kept for when a crawl stores it again.
-        for entry in prop.get("missing", ()):
-            ledger.add_known(entry["md5"])
-        for image in prop["images"]:
-            ledger.add_image(key, image)
+        if ledger is not None:
+            ledger.add_property(key, prop)
     if ledger is not None:
         ledger.indexed()
     return index
@@ -440,60 +467,79 @@ class _Scan:
 
 
 def _scan(root: Path, ledger: _Ledger, *, quick: bool = False) -> _Scan:
-    """Walk the store into ``ledger``; content files are hashed, or when ``quick``
-    only those the ledger names and those whose size is not the manifest's (see
-    ``reconcile``)."""
+    """Walk the store into ``ledger`` (one ``lstat`` per content file), then hash
+    the content files: all of them, or when ``quick`` those the ledger names and
+    those whose size is not the manifest's (see ``reconcile``)."""
     scan = _Scan()
-    for dirpath, dirnames, filenames in _walk(root):
-        base = Path(dirpath)
-        rel_dir = base.relative_to(root).as_posix()
+    for rel_dir, entries in _walk(root):
         checked = rel_dir.split("/", 1)[0] in _CHECKED_DIRS
-        for name in dirnames:
-            if checked and (base / name).is_symlink():
-                scan.stray.append(f"{rel_dir}/{name}/")
-        for name in sorted(filenames):
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if name.startswith(TEMP_PREFIX):
+        prefix = "" if rel_dir == "." else f"{rel_dir}/"
+        files = [e for e in entries if not e.is_dir()]
+        if checked:
+            scan.stray += [f"{prefix}{e.name}/" for e in entries if e.is_dir() and e.is_symlink()]
+        content: list[tuple[str, str, int]] = []
+        for entry in files:
+            rel = prefix + entry.name
+            if entry.name.startswith(TEMP_PREFIX):
                 scan.temp.append(rel)
             elif checked:
-                _classify(root, rel, scan, ledger, quick)
+                _classify(entry, rel, scan, ledger, content)
+        ledger.add_files(content)
+    for rel in ledger.to_hash(quick):
+        try:
+            ledger.hashed(rel, *file_md5(root / rel))
+            scan.hashed += 1
+        except FileNotFoundError:
+            ledger.gone(rel)  # removed since the walk (cleanup): absent like any other
+        except OSError as exc:
+            ledger.gone(rel, str(exc))
+    ledger.hashes_done()
     return scan
 
 
-def _walk(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
-    """The store's directories in a stable order, ``quarantine/`` left out.
+def _walk(root: Path) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
+    """Each directory of the store (relative path, entries by name) in a stable
+    order, ``quarantine/`` left out.
 
     ``full/`` and ``thumbs/`` are walked from their own paths, so either may be
-    a symlink to a bigger disk; symlinks below them are not followed.
+    a symlink to a bigger disk; symlinks below them are not followed. A
+    directory that cannot be listed is skipped, as ``os.walk`` does.
     """
-    for dirpath, dirnames, filenames in os.walk(root):
-        if Path(dirpath) == root:
-            dirnames[:] = [d for d in dirnames if d not in (*_CHECKED_DIRS, QUARANTINE_DIR)]
-        dirnames.sort()
-        yield dirpath, dirnames, filenames
-    for top in _CHECKED_DIRS:
-        for dirpath, dirnames, filenames in os.walk(root / top):
-            dirnames.sort()
-            yield dirpath, dirnames, filenames
 
-
-def _classify(root: Path, rel: str, scan: _Scan, ledger: _Ledger, quick: bool) -> None:
-    path = root / rel
-    content = _CONTENT.match(rel)
-    if path.is_symlink():
-        scan.stray.append(rel)
-    elif content and content["md5"].startswith(content["dir"]):
+    def walk(path: Path, rel: str, skip: tuple[str, ...] = ()) -> Iterator[Any]:
         try:
-            if quick:
-                named, expected = ledger.quick_facts(rel)
-                size = path.stat().st_size
-                if not named and expected in (None, size):
-                    ledger.add_file(rel, content["md5"], size)
-                    return
-            ledger.add_file(rel, *file_md5(path))
-            scan.hashed += 1
+            with os.scandir(path) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError:
+            return
+        yield rel, entries
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False) and entry.name not in skip:
+                yield from walk(path / entry.name, f"{rel}/{entry.name}".removeprefix("./"))
+
+    yield from walk(root, ".", (*_CHECKED_DIRS, QUARANTINE_DIR))
+    for top in _CHECKED_DIRS:
+        if (root / top).is_dir():
+            yield from walk(root / top, top)
+
+
+def _classify(
+    entry: os.DirEntry[str],
+    rel: str,
+    scan: _Scan,
+    ledger: _Ledger,
+    content: list[tuple[str, str, int]],
+) -> None:
+    """Sort one file of ``full/`` or ``thumbs/``: content files are added to
+    ``content`` as ``(path, md5 of the name, size)``, to be hashed or trusted."""
+    name = _CONTENT.match(rel)
+    if entry.is_symlink():
+        scan.stray.append(rel)
+    elif name and name["md5"].startswith(name["dir"]):
+        try:
+            content.append((rel, name["md5"], entry.stat(follow_symlinks=False).st_size))
         except FileNotFoundError:
-            pass  # removed since the walk (cleanup): absent like any other missing file
+            pass  # removed since the listing (cleanup): absent like any other missing file
         except OSError as exc:
             ledger.add_unreadable(rel, str(exc))
     elif _THUMB.match(rel):
