@@ -24,9 +24,12 @@ from phx_scraper.extensions.manifest import ManifestWriter
 from phx_scraper.sandbox import dataset
 from phx_scraper.sandbox.process import Sandbox
 from phx_scraper.store import manifest
+from phx_scraper.store.cleanup import Options as CleanupOptions
+from phx_scraper.store.cleanup import plan
 from phx_scraper.store.files import atomic_write, md5_hex, store_content, thumb_path
 from phx_scraper.store.history import scan_runs
 from phx_scraper.store.neardup import Thresholds
+from phx_scraper.store.quota import measure
 from phx_scraper.store.reconcile import (
     Issue,
     Report,
@@ -291,6 +294,25 @@ def test_full_may_be_a_symlink_to_another_disk(store: Path, tmp_path: Path) -> N
     assert (report.errors, report.warnings, report.files_checked) == ([], [], 3)
 
 
+def test_a_webp_file_is_checked_by_its_name_like_any_other(store: Path) -> None:
+    md5, rel, _ = store_content(store, b"webp bytes", "webp")
+    assert rel.endswith(".webp")
+    report = reconcile(store)
+    assert [(w.kind, w.path, w.md5) for w in report.warnings] == [("orphan", rel, md5)]
+    assert report.errors == []
+
+
+def test_a_symlink_loop_is_a_stray_file_not_a_crash(store: Path) -> None:
+    for rel in ("full/loop", "thumbs/loop", "runs/loop"):
+        (store / rel).parent.mkdir(exist_ok=True)
+        (store / rel).symlink_to(store / rel)
+    report = reconcile(store)
+    assert report.stray_files == ["full/loop", "thumbs/loop"] and report.errors == []
+    counted = [p for top in ("full", "thumbs") for p in (store / top).rglob("*") if not p.is_dir()]
+    assert measure(store) == sum(p.lstat().st_size for p in counted)  # a link's own size
+    assert plan(store, CleanupOptions(orphans=True, temp=True)).items == []
+
+
 def test_missing_and_unreferenced_thumbnails_are_warnings(
     store: Path, images: list[dict[str, Any]]
 ) -> None:
@@ -308,6 +330,13 @@ def test_missing_store_and_corrupt_manifest_raise(tmp_path: Path, store: Path) -
     with pytest.raises(manifest.ManifestError):
         reconcile(store)
     (store / "manifest.json").write_text('{"schema_version": 1, "properties": {"x": {}}}')
+    with pytest.raises(manifest.ManifestError, match="unexpected shape"):
+        reconcile(store)
+    # A value the check cannot hold: one clear error too, not a traceback.
+    prop = {"images": [{"md5": "a" * 32, "path": "p", "bytes": [], "thumbs": {}}]}
+    (store / "manifest.json").write_text(
+        json.dumps({"schema_version": 1, "properties": {"x": {**prop, "sources": {}}}})
+    )
     with pytest.raises(manifest.ManifestError, match="unexpected shape"):
         reconcile(store)
 
@@ -524,6 +553,17 @@ def test_a_crawl_end_check_hashes_the_files_fetched_since_the_crawl_opened(
     # Fetched again (force): every file the crawl got is hashed, the rotten one too.
     forced = check("force=1")
     assert (forced["files_hashed"], forced["errors"]) == (len(files), 1)
+
+
+def test_a_change_log_that_cannot_be_written_leaves_the_run_record_to_follow(
+    store: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    shutil.rmtree(store / "runs", ignore_errors=True)
+    (store / "runs").write_text("not a directory")  # every write under runs/ fails
+    writer = ManifestWriter.from_crawler(get_crawler(Spider, {"IMAGES_STORE": str(store)}))
+    with caplog.at_level(logging.ERROR):
+        assert writer.write_changes(RUN) is None
+    assert "Change log not written" in caplog.text
 
 
 # -- the command --------------------------------------------------------------

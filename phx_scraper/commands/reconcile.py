@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -59,7 +60,7 @@ class Command(ScrapyCommand):
             hold = store_lock(root, exclusive=True) if opts.repair else nullcontext()
             with hold:
                 report = reconcile(root, repair=opts.repair)
-        except (StoreNotFound, ManifestError, LockError, ValueError) as exc:
+        except (StoreNotFound, ManifestError, LockError, ValueError, sqlite3.Error) as exc:
             print(f"error: {exc}", file=sys.stderr)
             self.exitcode = 2
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -275,7 +276,8 @@ class ManifestWriter:
             return history.write_changes(
                 self.root, run_id, history.change_log(self.previous, current, run_id, covered)
             )
-        except history.RunRecordError as exc:
+        except (history.RunRecordError, OSError) as exc:
+            # The run record and the report still follow (a full disk included).
             logger.error("Change log not written: %s", exc)
             return None
 
@@ -289,7 +291,7 @@ class ManifestWriter:
         wrote = None if self.hash_all else paths_fetched_since(self.root, self.opened_at)
         try:
             report = reconcile(self.root, rehash=wrote)
-        except (OSError, manifest_store.ManifestError) as exc:
+        except (OSError, sqlite3.Error, manifest_store.ManifestError) as exc:
             logger.error("Reconcile failed: %s", exc)
             return {"failed": str(exc)}
         reconcile_report(self.root, run_id, report)

@@ -265,12 +265,12 @@ class _Files:
     @classmethod
     def scan(cls, root: Path) -> _Files:
         files = cls(root)
-        for rel_dir, entries in _walk(root):
+        for rel_dir, _, entries in _walk(root):
             for entry in entries:
                 name = entry.name
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-                if entry.is_dir() or entry.is_symlink():
-                    continue  # directories are walked; symlinks: reconcile's stray files
+                if entry.is_symlink():
+                    continue  # reconcile's stray files: never ours to delete
                 if name.startswith(TEMP_PREFIX):
                     files.temp.append(rel)
                 elif (m := _CONTENT.match(rel)) and m["md5"].startswith(m["dir"]):

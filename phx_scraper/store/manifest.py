@@ -102,12 +102,12 @@ class _Lines(Mapping[str, dict[str, Any]]):
     def __init__(self, path: Path, fh: BinaryIO, spans: dict[str, tuple[int, int]]) -> None:
         self.path = path
         self.spans = spans  # property_hash -> (offset, size) of its line
-        self.fd = fh.fileno()
+        self.fh = fh
         weakref.finalize(self, fh.close)
 
     def __getitem__(self, key: str) -> dict[str, Any]:
         offset, size = self.spans[key]
-        _, value = _split(os.pread(self.fd, size, offset).decode("utf-8"), 2)
+        _, value = _split(os.pread(self.fh.fileno(), size, offset).decode("utf-8"), 2)
         return _parse(self.path, key, value)
 
     def __contains__(self, key: object) -> bool:

@@ -79,11 +79,11 @@ def format_size(nbytes: int) -> str:
 def measure(root: Path) -> int:
     """Bytes of the files under ``full/``, ``thumbs/`` and ``originals/`` (one walk)."""
     total = 0
-    for rel_dir, entries in _walk(root):
+    for rel_dir, _, entries in _walk(root):
         if rel_dir.split("/", 1)[0] not in COUNTED_DIRS:
             continue
         for entry in entries:
-            if entry.name.startswith(TEMP_PREFIX) or entry.is_dir():
+            if entry.name.startswith(TEMP_PREFIX):
                 continue
             with contextlib.suppress(FileNotFoundError):  # removed since the walk listed it
                 total += entry.stat(follow_symlinks=False).st_size

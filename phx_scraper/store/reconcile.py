@@ -298,7 +298,8 @@ def _shape_checked(root: Path) -> Iterator[None]:
     # unusable as one that does not parse: one clear error, not a traceback.
     try:
         yield
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, sqlite3.ProgrammingError) as exc:
+        # ProgrammingError: a value of a type the ledger cannot hold (a list as a size).
         raise manifest_store.ManifestError(
             f"{root / manifest_store.MANIFEST_NAME}: unexpected shape ({exc!r})"
         ) from exc
@@ -321,6 +322,8 @@ CREATE TABLE rehash (path TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE hashed (path TEXT PRIMARY KEY, md5 TEXT NOT NULL, size INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE gone (path TEXT PRIMARY KEY) WITHOUT ROWID;
 """
+#: The md5 a content file's name gives (``full/<2>/<md5>.<ext>``: after 8 characters).
+_NAME_MD5 = "substr(f.path, 9, 32)"
 _LEDGER_INDEXES = """
 CREATE INDEX refs_path ON refs (path, key);
 CREATE INDEX thumb_refs_path ON thumb_refs (path, key);
@@ -471,12 +474,11 @@ def _scan(root: Path, ledger: _Ledger, *, quick: bool = False) -> _Scan:
     the content files: all of them, or when ``quick`` those the ledger names and
     those whose size is not the manifest's (see ``reconcile``)."""
     scan = _Scan()
-    for rel_dir, entries in _walk(root):
+    for rel_dir, dirs, files in _walk(root):
         checked = rel_dir.split("/", 1)[0] in _CHECKED_DIRS
         prefix = "" if rel_dir == "." else f"{rel_dir}/"
-        files = [e for e in entries if not e.is_dir()]
         if checked:
-            scan.stray += [f"{prefix}{e.name}/" for e in entries if e.is_dir() and e.is_symlink()]
+            scan.stray += [f"{prefix}{d.name}/" for d in dirs if d.is_symlink()]
         content: list[tuple[str, str, int]] = []
         for entry in files:
             rel = prefix + entry.name
@@ -497,9 +499,13 @@ def _scan(root: Path, ledger: _Ledger, *, quick: bool = False) -> _Scan:
     return scan
 
 
-def _walk(root: Path) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
-    """Each directory of the store (relative path, entries by name) in a stable
-    order, ``quarantine/`` left out.
+_Entries = list[os.DirEntry[str]]
+
+
+def _walk(root: Path) -> Iterator[tuple[str, _Entries, _Entries]]:
+    """Each directory of the store in a stable order, ``quarantine/`` left out:
+    its relative path, its directories and its other entries, by name (as
+    ``os.walk`` sorts them: a symlink to a directory is a directory, not walked).
 
     ``full/`` and ``thumbs/`` are walked from their own paths, so either may be
     a symlink to a bigger disk; symlinks below them are not followed. A
@@ -512,15 +518,25 @@ def _walk(root: Path) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError:
             return
-        yield rel, entries
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and entry.name not in skip:
+        dirs = [e for e in entries if _is_dir(e)]
+        yield rel, dirs, [e for e in entries if not _is_dir(e)]
+        for entry in dirs:
+            if not entry.is_symlink() and entry.name not in skip:
                 yield from walk(path / entry.name, f"{rel}/{entry.name}".removeprefix("./"))
 
     yield from walk(root, ".", (*_CHECKED_DIRS, QUARANTINE_DIR))
     for top in _CHECKED_DIRS:
         if (root / top).is_dir():
             yield from walk(root / top, top)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """A directory, or a symlink to one; a symlink loop or an unreachable target is
+    not (``os.walk`` lists them with the files)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _classify(
@@ -585,7 +601,7 @@ def _check_files(ledger: _Ledger) -> list[Issue]:
     rows = ledger.grouped(
         "SELECT f.path, r.key, f.md5, f.size, r.bytes FROM files f"
         " LEFT JOIN refs r ON r.path = f.path"
-        " WHERE f.md5 != substr(f.path, -36, 32) ORDER BY f.path, r.key"
+        f" WHERE f.md5 != {_NAME_MD5} ORDER BY f.path, r.key"
     )
     for rel, entries in rows:
         name_md5 = rel.rpartition("/")[2][:32]
@@ -602,7 +618,7 @@ def _check_files(ledger: _Ledger) -> list[Issue]:
 def _orphans(ledger: _Ledger) -> list[Issue]:
     """Content files that hash to their name and that no manifest entry names."""
     rows = ledger.db.execute(
-        "SELECT path FROM files WHERE md5 = substr(path, -36, 32)"
+        f"SELECT path FROM files f WHERE md5 = {_NAME_MD5}"
         " AND path NOT IN (SELECT path FROM refs) ORDER BY path"
     )
     return [
