@@ -49,7 +49,7 @@ from typing import Any, BinaryIO
 from phx_scraper.middlewares.secrets import maricopa_token
 from phx_scraper.store.files import TEMP_PREFIX, atomic_write
 from phx_scraper.store.locks import LockError, history_lock
-from phx_scraper.store.manifest import Manifest
+from phx_scraper.store.manifest import Manifest, compact
 
 logger = logging.getLogger(__name__)
 
@@ -191,18 +191,14 @@ def write_changes(
         for n, (key, entry) in enumerate(properties):
             for changes in entry["sources"].values():
                 totals.update({kind: len(changes[kind]) for kind in CHANGE_KINDS})
-            fh.write(f"{',' if n else ''}\n  {_compact(key)}: {_compact(entry)}".encode())
+            fh.write(f"{',' if n else ''}\n  {compact(key)}: {compact(entry)}".encode())
         counts = {kind: totals[kind] for kind in CHANGE_KINDS}
         fh.write(
-            f'\n }},\n "run_id": {_compact(run_id)},\n "totals": {_compact(counts)}\n}}\n'.encode()
+            f'\n }},\n "run_id": {compact(run_id)},\n "totals": {compact(counts)}\n}}\n'.encode()
         )
 
     atomic_write(root / RUNS_DIR / f"{run_id}.changes.json", write)
     return {kind: totals[kind] for kind in CHANGE_KINDS}
-
-
-def _compact(value: object) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def scan_runs(root: Path) -> Scan:

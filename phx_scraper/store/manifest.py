@@ -216,7 +216,7 @@ def _split(line: str, indent: int) -> tuple[str, str]:
 def save(root: Path, manifest: Manifest) -> None:
     """Write a whole manifest (as ``load`` gives it, not lazy: that one is read-only)."""
     properties = manifest["properties"]
-    rows = ((key, _compact(properties[key])) for key in sorted(properties))
+    rows = ((key, compact(properties[key])) for key in sorted(properties))
     atomic_write(root / MANIFEST_NAME, _writer(manifest, rows))
 
 
@@ -235,10 +235,10 @@ def _writer(header: Manifest, rows: Iterable[tuple[str, str]]) -> Callable[[Bina
         text.write("{")
         for key, value in sorted(header.items()):
             if key != "properties":
-                text.write(f"\n {_compact(key)}: {_compact(value)},")
+                text.write(f"\n {compact(key)}: {compact(value)},")
         text.write('\n "properties": {')
         for n, (key, line) in enumerate(rows):
-            text.write(f"{',' if n else ''}\n  {_compact(key)}: {line}")
+            text.write(f"{',' if n else ''}\n  {compact(key)}: {line}")
         text.write("\n }\n}\n")
         text.flush()
         text.detach()
@@ -246,7 +246,8 @@ def _writer(header: Manifest, rows: Iterable[tuple[str, str]]) -> Callable[[Bina
     return write
 
 
-def _compact(value: object) -> str:
+def compact(value: object) -> str:
+    """One line of JSON, keys sorted: how the manifest and the run files write objects."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -295,10 +296,10 @@ def _merged_rows(
     left = dict(grouped)
     for key, line, _ in rows:
         if key in left:
-            line = _compact(_merged(key, _parse(path, key, line), left.pop(key), thresholds))
+            line = compact(_merged(key, _parse(path, key, line), left.pop(key), thresholds))
         yield key, line
     for key in sorted(left):
-        yield key, _compact(_merged(key, None, left[key], thresholds))
+        yield key, compact(_merged(key, None, left[key], thresholds))
 
 
 def _merged(
